@@ -1,0 +1,219 @@
+"""Typed boundaries between data, gaze model, task and algorithm.
+
+Shape letters (see docs/style): B clips, G rollouts per clip, T frames, P patches per frame
+(265 for scales 32+64+112+224), N gaze slots in a clip (sum over frames), F reconstructed frames,
+C channels, H/W pixels.
+
+One mask convention everywhere: a gaze sequence is an index tensor ``ids`` [B, N] of *global*
+patch ids (``t * P + local``) plus ``is_padded`` [B, N], where **True means a dummy slot** that
+carries no gaze (upstream's ``if_padded_gazing``). Padded ids always hold an in-range id of their
+own frame, so they can be gathered safely; never read them without ``is_padded``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+def _map_tensors(obj, fn: Callable[[Tensor], Tensor]):
+    """Return a copy of dataclass ``obj`` with ``fn`` applied to every tensor field (recursively)."""
+    changes = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, Tensor):
+            changes[f.name] = fn(v)
+        elif hasattr(v, "__dataclass_fields__"):
+            changes[f.name] = _map_tensors(v, fn)
+    return replace(obj, **changes)
+
+
+@dataclass
+class Gazes:
+    """A batch of gaze sequences laid out frame after frame.
+
+    ids:            LongTensor [B, N]  global patch ids ``t * P + local`` in gaze order.
+    is_padded:      BoolTensor [B, N]  True = dummy slot (no gaze).
+    num_per_frame:  LongTensor [T]     slots per frame, padding included, shared by the batch;
+                                       ``num_per_frame.sum() == N``.
+    tokens_per_frame: int              P, the size of the per-frame vocabulary (265).
+    """
+
+    ids: Tensor
+    is_padded: Tensor
+    num_per_frame: Tensor
+    tokens_per_frame: int
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.num_per_frame.numel())
+
+    def frame_index(self) -> Tensor:
+        """LongTensor [N]: the frame each slot belongs to."""
+        t = torch.arange(self.num_frames, device=self.ids.device)
+        return torch.repeat_interleave(t, self.num_per_frame.to(self.ids.device))
+
+    def local_ids(self) -> Tensor:
+        """LongTensor [B, N]: frame-local ids in [0, P)."""
+        return self.ids - self.frame_index()[None] * self.tokens_per_frame
+
+    def to_mask(self) -> Tensor:
+        """FloatTensor [B, T, P]: 1 where a patch is gazed (padded slots ignored)."""
+        B, T, P = self.ids.shape[0], self.num_frames, self.tokens_per_frame
+        mask = torch.zeros(B, T * P + 1, device=self.ids.device)
+        # Padded slots scatter into a throw-away extra column, which is dropped.
+        idx = torch.where(self.is_padded, torch.full_like(self.ids, T * P), self.ids)
+        mask.scatter_(1, idx, 1.0)
+        return mask[:, : T * P].view(B, T, P)
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "Gazes":
+        """Apply ``fn`` to the batch-shaped tensors (ids, is_padded); num_per_frame is shared."""
+        return replace(self, ids=fn(self.ids), is_padded=fn(self.is_padded))
+
+    def to(self, device) -> "Gazes":
+        return _map_tensors(self, lambda t: t.to(device))
+
+
+@dataclass
+class Budget:
+    """Per-frame gazing budget for a batch.
+
+    max_gazes:            LongTensor [B, T]  maximum gazes per frame, each >= 1.
+    task_loss_requirement: FloatTensor [B, T] or None  stop a frame once the predicted task loss
+                                                       is <= this value (tau); None = no early stop.
+    """
+
+    max_gazes: Tensor
+    task_loss_requirement: Tensor | None = None
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "Budget":
+        tlr = self.task_loss_requirement
+        return Budget(fn(self.max_gazes), None if tlr is None else fn(tlr))
+
+
+@dataclass
+class GazeScores:
+    """Teacher-forced scores of a gaze sequence (spec section 4.5, 4.6).
+
+    log_probs:            FloatTensor [B, N]  log p(gaze_n | context), log_softmax (not log(p+eps)).
+    task_loss_prediction: FloatTensor [B, N]  predicted task loss after each gaze.
+    entropy:              FloatTensor [B, N] or None  entropy of the scored distribution per slot.
+    """
+
+    log_probs: Tensor
+    task_loss_prediction: Tensor
+    entropy: Tensor | None = None
+
+
+@dataclass
+class GazeRollout:
+    """What a gaze model hands to a task and an algorithm: gazes plus their scores.
+
+    gazes:  the sequences (generated, or the ground truth under teacher forcing).
+    scores: teacher-forced scores with grad (None when only generating).
+    budget: the budget the gazes were generated under (None for teacher forcing).
+    sample_log_probs: FloatTensor [B, N] or None  log-probs under the *sampling* distribution,
+                      recorded during generation (masked, tempered, top-k); lets GRPO skip the
+                      re-scoring forward when both distributions are the same.
+    """
+
+    gazes: Gazes
+    scores: GazeScores | None = None
+    budget: Budget | None = None
+    sample_log_probs: Tensor | None = None
+
+
+@dataclass
+class GazeLabels:
+    """Ground-truth gazes for NTP (spec section 6): the collated ``gazing_labels.json`` entries.
+
+    gazes:       Gazes with one extra padded slot per frame (upstream's collate).
+    task_losses: FloatTensor [B, N]  per-gaze task loss after that gaze (padded: frame's last value).
+    """
+
+    gazes: Gazes
+    task_losses: Tensor
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "GazeLabels":
+        return GazeLabels(self.gazes.map(fn), fn(self.task_losses))
+
+    def to(self, device) -> "GazeLabels":
+        return GazeLabels(self.gazes.to(device), self.task_losses.to(device))
+
+
+@dataclass
+class Batch:
+    """One collated batch from a dataset.
+
+    video:          FloatTensor [B, T, 3, H, W]  gaze-model input (spec section 3.1).
+    video_for_task: FloatTensor [B, T, 3, H, W]  task input (spec section 3.2); may be the same
+                    tensor object as ``video`` when both transforms agree.
+    paths:          list[str] of length B.
+    labels:         GazeLabels or None.
+    group_size:     G when the batch was expanded for group-relative algorithms, else 1.
+    """
+
+    video: Tensor
+    video_for_task: Tensor
+    paths: list[str]
+    labels: GazeLabels | None = None
+    group_size: int = 1
+
+    @property
+    def batch_size(self) -> int:
+        return self.video.shape[0]
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "Batch":
+        """Apply ``fn`` to every batch-shaped tensor, keeping shared tensors shared."""
+        video = fn(self.video)
+        vft = video if self.video_for_task is self.video else fn(self.video_for_task)
+        labels = None if self.labels is None else self.labels.map(fn)
+        return replace(self, video=video, video_for_task=vft, labels=labels)
+
+    def to(self, device, non_blocking: bool = False) -> "Batch":
+        video = self.video.to(device, non_blocking=non_blocking)
+        vft = video if self.video_for_task is self.video else self.video_for_task.to(device, non_blocking=non_blocking)
+        labels = None if self.labels is None else self.labels.to(device)
+        return replace(self, video=video, video_for_task=vft, labels=labels)
+
+
+@dataclass
+class TaskOutput:
+    """What a task returns for one batch (spec section 5.7).
+
+    loss:                FloatTensor [B]     per-clip loss (mean over reconstructed frames), with grad
+                                             when the task is trained.
+    loss_per_frame:      FloatTensor [B, F]  per reconstructed frame.
+    reward:              FloatTensor [B, F]  -loss_per_frame, detached.
+    frame_ids:           LongTensor [F]      which frames were reconstructed (sorted ascending).
+    traj_len:            LongTensor [F]      slots (padding included) up to and including frame f.
+    task_loss_targets:   FloatTensor [B, N]  target of the task-loss head per slot.
+    task_loss_mask:      BoolTensor [B, N]   True where a target exists (last real gaze of each
+                                             reconstructed frame).
+    reconstruction:      FloatTensor [B, F, 3, H, W] or None.
+    metrics:             scalar tensors to log (already detached).
+    """
+
+    loss: Tensor
+    loss_per_frame: Tensor
+    reward: Tensor
+    frame_ids: Tensor
+    traj_len: Tensor
+    task_loss_targets: Tensor
+    task_loss_mask: Tensor
+    reconstruction: Tensor | None = None
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class AlgorithmOutput:
+    """What an algorithm returns: a per-clip loss to back-propagate plus detached metrics.
+
+    loss:    FloatTensor [B]  per-rollout loss; the trainer takes the mean.
+    metrics: name -> scalar tensor, logged under ``train/``.
+    """
+
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
