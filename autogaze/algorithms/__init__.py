@@ -1,0 +1,5 @@
+"""Training algorithms: pure loss cores plus the :class:`Algorithm` adapters the trainer calls."""
+from autogaze.algorithms.base import Algorithm, GazePolicy
+from autogaze.algorithms.ntp import NTP
+
+__all__ = ["Algorithm", "GazePolicy", "NTP"]

@@ -1,0 +1,278 @@
+"""The training loop: micro-batches with accumulation, DDP, schedules, validation, checkpoints.
+
+One optimizer step consumes ``acc_steps`` micro-batches per rank. Micro-batches run back to back
+across epoch boundaries, so the data position is a single counter (``micro_step``) that resume
+restores exactly; the sampler's order depends only on (seed, epoch).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from autogaze.algorithms.base import Algorithm, GazePolicy, ScoreAdapter
+from autogaze.checkpoint import Checkpointer
+from autogaze.config import TrainerConfig
+from autogaze.types import Batch
+from autogaze.utils.distributed import DistInfo, all_reduce_sum
+from autogaze.utils.metric_logger import MetricLogger
+from autogaze.utils.sampler import ResumableDistributedSampler
+from autogaze.utils.schedules import build_lr_scheduler, exp_temperature
+from autogaze.validation import validate
+
+log = logging.getLogger("autogaze.trainer")
+
+
+@dataclass
+class BatchGeometry:
+    """Global batch -> (micro-batch per rank) x (accumulation steps) x (world size)."""
+
+    micro_batch: int
+    acc_steps: int
+    world_size: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.acc_steps * self.world_size
+
+    @classmethod
+    def from_config(cls, batch_size: int, per_gpu_max: int, world: int) -> "BatchGeometry":
+        local = max(1, batch_size // world)
+        acc = 1
+        if local > per_gpu_max:
+            acc, local = local // per_gpu_max, per_gpu_max
+        return cls(local, acc, world)
+
+
+@dataclass
+class TrainState:
+    """Everything that advances during training (saved in checkpoint_latest_train.pt)."""
+
+    train_step: int = 0     # optimizer steps done
+    micro_step: int = 0     # micro-batches consumed on this rank (the data position)
+    val_step: int = 0       # validations done
+    nonfinite_steps: int = 0
+    skipped_videos: int = 0
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+class Trainer:
+    def __init__(self, cfg: TrainerConfig, gaze_model: nn.Module, task: nn.Module | None,
+                 algorithm: Algorithm, train_set: Dataset, val_set: Dataset | None, collate_fn,
+                 dist: DistInfo, exp_dir: Path, metric_logger: MetricLogger, config_dict: dict):
+        self.cfg, self.dist, self.exp_dir = cfg, dist, exp_dir
+        self.algorithm, self.metrics = algorithm, metric_logger
+        self.geom = BatchGeometry.from_config(cfg.batch_size, cfg.per_gpu_max_batch_size, dist.world_size)
+        self.gaze_model = gaze_model.to(dist.device)
+        self.task = task.to(dist.device) if task is not None else None
+        self.gaze_model.requires_grad_(cfg.train_gaze)
+        if self.task is not None:
+            self.task.requires_grad_(cfg.train_task)
+        scorer: nn.Module = ScoreAdapter(self.gaze_model)
+        self.task_fn: nn.Module | None = self.task
+        # Only modules that are trained are wrapped: a frozen module under DDP needs
+        # find_unused_parameters and syncs nothing useful (style: frozen means frozen).
+        if dist.is_distributed and cfg.train_gaze:
+            scorer = DDP(scorer, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+        if dist.is_distributed and cfg.train_task and self.task is not None:
+            self.task_fn = DDP(self.task, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+        self.ddp_modules = [m for m in (scorer, self.task_fn) if isinstance(m, DDP)]
+        self.policy = GazePolicy(self.gaze_model, scorer)
+
+        self.sampler = ResumableDistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
+                                                   shuffle=True, seed=cfg.seed, drop_last=True)
+        self.train_set = train_set
+        self.train_loader = self._loader(train_set, self.sampler, collate_fn)
+        self.val_loader = None
+        if val_set is not None:
+            vs = ResumableDistributedSampler(val_set, num_replicas=dist.world_size, rank=dist.rank,
+                                             shuffle=False, drop_last=False)
+            self.val_loader = self._loader(val_set, vs, collate_fn, drop_last=False)
+        self.micro_per_epoch = len(self.train_loader)
+        if self.micro_per_epoch < self.geom.acc_steps:
+            from autogaze.utils.parsing import ConfigError
+
+            raise ConfigError("trainer.batch_size", cfg.batch_size,
+                              f"one optimizer step needs {self.geom.acc_steps * self.geom.micro_batch} clips "
+                              f"per rank but the train split gives {len(train_set)} clips over "
+                              f"{dist.world_size} rank(s)", "lower trainer.batch_size or add videos")
+        self.total_steps = self.micro_per_epoch * cfg.n_epochs // self.geom.acc_steps
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        params = self.trainable_parameters()
+        if cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr)
+        self.scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, self.total_steps, cfg.lr,
+                                            cfg.min_lr, cfg.warmup_ratio)
+        self.state = TrainState()
+        self.ckpt = Checkpointer(exp_dir, dist, cfg.keep_checkpoints, config_dict)
+        if dist.is_main:
+            log.info("batch: global %d = micro %d x acc %d x world %d; %d optimizer steps (%d micro-batches/epoch)",
+                     self.geom.global_batch, self.geom.micro_batch, self.geom.acc_steps, dist.world_size,
+                     self.total_steps, self.micro_per_epoch)
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _loader(self, ds, sampler, collate_fn, drop_last: bool = True) -> DataLoader:
+        workers = self.cfg.num_workers
+        # A loader-owned generator: creating an iterator would otherwise draw worker seeds from the
+        # global RNG, and a resume (which creates one mid-epoch) would shift the training RNG stream.
+        return DataLoader(ds, batch_size=self.geom.micro_batch, sampler=sampler, collate_fn=collate_fn,
+                          num_workers=workers, drop_last=drop_last, pin_memory=self.dist.device.type == "cuda",
+                          persistent_workers=False, prefetch_factor=2 if workers > 0 else None,
+                          generator=torch.Generator())
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        params = list(self.gaze_model.parameters()) if self.cfg.train_gaze else []
+        if self.cfg.train_task and self.task is not None:
+            params += [p for p in self.task.parameters() if p.requires_grad]
+        return params
+
+    def temperature(self) -> float:
+        t = self.cfg.temp_schedule_args.exp
+        return exp_temperature(self.state.train_step, self.total_steps, t["temp_start"], t["temp_end"])
+
+    # ------------------------------------------------------------------ data
+    def _micro_batches(self) -> Iterator[Batch]:
+        """Endless micro-batches from the current data position, epoch after epoch."""
+        while True:
+            epoch, offset = divmod(self.state.micro_step, self.micro_per_epoch)
+            self.sampler.set_epoch(epoch)
+            self.sampler.set_start(offset * self.geom.micro_batch)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+            self.train_loader.generator.manual_seed(self.cfg.seed * 100_003 + epoch)
+            for batch in self.train_loader:
+                yield batch
+
+    # ------------------------------------------------------------------ one step
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Rollout -> task -> algorithm; returns the scalar loss and detached metrics."""
+        cfg = self.cfg
+        batch = self.algorithm.prepare(batch.to(self.dist.device))
+        with _autocast(self.dist.device, cfg.precision):
+            rollout = self.algorithm.rollout(self.policy, batch, self.temperature())
+            task_out = None
+            if self.algorithm.needs_task and self.task_fn is not None:
+                grad = contextlib.nullcontext() if not cfg.detach_task else torch.no_grad()
+                with grad:
+                    task_out = self.task_fn(batch.video_for_task, rollout.gazes)
+            alg_out = self.algorithm.loss(batch, rollout, task_out)
+        loss = alg_out.loss.float().mean() if cfg.train_gaze else alg_out.loss.new_zeros(())
+        if cfg.train_task and task_out is not None:
+            loss = loss + task_out.loss.float().mean()
+        metrics = dict(alg_out.metrics)
+        if task_out is not None:
+            metrics.update(task_out.metrics)
+        return loss, metrics
+
+    def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
+        """One optimizer step over ``acc_steps`` micro-batches (DDP syncs on the last only)."""
+        self.gaze_model.train()
+        if self.task is not None:
+            self.task.train(self.cfg.train_task)
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        nonfinite = torch.zeros((), device=self.dist.device)
+        for i, batch in enumerate(micro_batches):
+            self.state.skipped_videos += len(batch.skipped_paths)
+            is_last = i == len(micro_batches) - 1
+            with contextlib.ExitStack() as stack:
+                if not is_last:  # accumulate locally; the last micro-batch triggers the all-reduce
+                    for m in self.ddp_modules:
+                        stack.enter_context(m.no_sync())
+                loss, metrics = self._forward(batch)
+                if not torch.isfinite(loss):
+                    nonfinite += 1
+                (loss / len(micro_batches)).backward()
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / len(micro_batches)
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(micro_batches)
+        # All ranks must agree on skipping, or DDP would desynchronise on the next step.
+        skip = bool(all_reduce_sum(nonfinite) > 0)
+        grad_norm = self._clip_and_norm()
+        if skip or not math.isfinite(grad_norm):
+            self.state.nonfinite_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            log.warning("non-finite loss or grad at step %d: step skipped (%d so far)",
+                        self.state.train_step, self.state.nonfinite_steps)
+        else:
+            self.optimizer.step()
+        with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        sums.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0], temperature=self.temperature(),
+                    nonfinite_steps=float(self.state.nonfinite_steps),
+                    skipped_videos=float(self.state.skipped_videos))
+        return sums
+
+    def _clip_and_norm(self) -> float:
+        """Total grad norm (gaze and task clipped separately when ``truncate_grads``)."""
+        groups = [list(self.gaze_model.parameters())] if self.cfg.train_gaze else []
+        if self.cfg.train_task and self.task is not None:
+            groups.append([p for p in self.task.parameters() if p.requires_grad])
+        total = 0.0
+        for params in groups:
+            params = [p for p in params if p.grad is not None]
+            if not params:
+                continue
+            max_norm = self.cfg.grad_norm if self.cfg.truncate_grads else float("inf")
+            total += float(torch.nn.utils.clip_grad_norm_(params, max_norm)) ** 2
+        return math.sqrt(total)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TrainState:
+        cfg = self.cfg
+        self.ckpt.maybe_resume(self)
+        if cfg.val_only:
+            self.run_validation()
+            return self.state
+        data = self._micro_batches()
+        bar = tqdm(total=self.total_steps, initial=self.state.train_step, disable=not self.dist.is_main,
+                   desc="train", dynamic_ncols=True)
+        fault_at = int(os.environ.get("AUTOGAZE_FAULT_AT_STEP", "-1"))  # test hook: SIGKILL after a save
+        while self.state.train_step < self.total_steps:
+            step = self.state.train_step
+            if step % cfg.val_nsteps == 0 and not self.ckpt.resumed_at(step):
+                self.run_validation()
+            if step % cfg.save_nsteps == 0 and not self.ckpt.resumed_at(step):
+                self.ckpt.save(self)
+            if step == fault_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            micro = [next(data) for _ in range(self.geom.acc_steps)]
+            self.state.micro_step += len(micro)
+            metrics = self.train_step(micro)
+            self.state.train_step += 1
+            if self.state.train_step % cfg.log_every == 0:
+                self.metrics.log(metrics, self.state.train_step, "train")
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        bar.close()
+        self.run_validation()
+        self.ckpt.save(self)
+        return self.state
+
+    def run_validation(self) -> dict[str, float]:
+        if self.val_loader is None or self.task is None:
+            return {}
+        metrics = validate(self, self.val_loader)
+        self.state.val_step += 1
+        self.metrics.log(metrics, self.state.val_step, "val")
+        return metrics
