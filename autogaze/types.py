@@ -153,6 +153,8 @@ class Batch:
     paths:          list[str] of length B.
     labels:         GazeLabels or None.
     group_size:     G when the batch was expanded for group-relative algorithms, else 1.
+    skipped_paths:  videos of this batch that could not be decoded and were dropped (counted by
+                    the trainer; never replaced by another clip).
     """
 
     video: Tensor
@@ -160,6 +162,7 @@ class Batch:
     paths: list[str]
     labels: GazeLabels | None = None
     group_size: int = 1
+    skipped_paths: list[str] = field(default_factory=list)
 
     @property
     def batch_size(self) -> int:
