@@ -82,7 +82,9 @@ class Trainer:
         self.task = task.to(dist.device) if task is not None else None
         self.gaze_model.requires_grad_(cfg.train_gaze)
         if self.task is not None:
-            self.task.requires_grad_(cfg.train_task)
+            # The task decides what "trainable" means (its fixed sin-cos tables stay frozen).
+            set_trainable = getattr(self.task, "set_trainable", None)
+            set_trainable(cfg.train_task) if set_trainable else self.task.requires_grad_(cfg.train_task)
         scorer: nn.Module = ScoreAdapter(self.gaze_model)
         self.task_fn: nn.Module | None = self.task
         # Only modules that are trained are wrapped: a frozen module under DDP needs

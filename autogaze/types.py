@@ -53,7 +53,8 @@ class Gazes:
     def frame_index(self) -> Tensor:
         """LongTensor [N]: the frame each slot belongs to."""
         t = torch.arange(self.num_frames, device=self.ids.device)
-        return torch.repeat_interleave(t, self.num_per_frame.to(self.ids.device))
+        # output_size avoids a device sync on CUDA
+        return torch.repeat_interleave(t, self.num_per_frame.to(self.ids.device), output_size=self.ids.shape[1])
 
     def local_ids(self) -> Tensor:
         """LongTensor [B, N]: frame-local ids in [0, P)."""

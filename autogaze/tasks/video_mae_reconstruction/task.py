@@ -1,0 +1,215 @@
+"""The VideoMAE reconstruction task: reward = -(per-frame reconstruction loss) of gazed clips (spec 5).
+
+    task = VideoMAEReconstruction.from_config(cfg.task)          # Hydra `task` group dict
+    task.check_compatible(model_scales, model_tokens_per_frame)  # fail early (spec 14.5)
+    task.load_task_weights("videomae.pt")                        # MAE + frozen feature models
+    out = task(batch.video_for_task, rollout.gazes, generator=g) # TaskOutput
+
+Frozen by default (``set_trainable(False)``): eval mode and no_grad inside ``forward``. With
+``set_trainable(True)`` (``trainer.train_task=True``) the MAE gets gradients; the feature models stay
+frozen and live outside this module's parameters, state_dict and DDP (see losses.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from autogaze.types import Gazes, TaskOutput
+from autogaze.utils.parsing import ConfigError, parse_scales
+
+from .config import TaskConfig, build_mae_config, parse_task_config
+from .losses import FeatureLoss, build_feature_loss, l1_loss
+from .model import MultiScaleViTMAE
+from .weights import LoadReport, load_stock_vit_mae, load_task_state_dict, read_state_dict
+
+
+class VideoMAEReconstruction(nn.Module):
+    """Multi-scale block-causal VideoMAE reward. Submodule ``mae`` carries every saved parameter."""
+
+    def __init__(self, config: TaskConfig | None = None, **task_keys: Any):
+        """``config``: a parsed TaskConfig; or the task keys themselves (what Hydra's
+        ``instantiate(cfg.task)`` passes through ``_target_``), parsed here."""
+        super().__init__()
+        if config is None:
+            config = parse_task_config(task_keys)
+        elif task_keys:
+            raise TypeError(f"give a TaskConfig or task keys, not both (got {sorted(task_keys)})")
+        self.config = config
+        mae_config, weights_dir = build_mae_config(config)
+        self.mae = MultiScaleViTMAE(mae_config)
+        if weights_dir is not None:
+            load_stock_vit_mae(self.mae, weights_dir)
+        # A plain dict of plain objects: not registered, so not in parameters()/state_dict()/DDP.
+        self.feature_losses: dict[str, FeatureLoss] = {
+            s.name: build_feature_loss(s.name, s.model, config.attn_mode) for s in config.losses if s.name != "l1"}
+        self.loss_weights: dict[str, float] = {s.name: s.weight for s in config.losses}
+        self.trainable = False
+        self.set_trainable(False)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "VideoMAEReconstruction":
+        """Build from the Hydra ``task`` group (dict or DictConfig); see config.py for the keys."""
+        return cls(parse_task_config(cfg))
+
+    # ----------------------------------------------------------------- settings the others need
+    @property
+    def scales(self) -> list[int]:
+        return list(self.mae.config.scales)
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.mae.config.patch_size)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.mae.tokens_per_frame
+
+    @property
+    def frame_size(self) -> int:
+        """Side of the square frames the task takes (the largest scale)."""
+        return self.scales[-1]
+
+    @property
+    def gaze_model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the gaze model's forward (spec 8): the task's scales and patch."""
+        return {"target_scales": self.scales, "target_patch_size": self.patch_size}
+
+    def check_compatible(self, gaze_scales: Any, gaze_tokens_per_frame: int, frame_size: int | None = None) -> None:
+        """Raise ConfigError unless the gaze model and the task share one token space (spec 14.5)."""
+        task_scales = "+".join(map(str, self.scales))
+        g = parse_scales("model.scales", gaze_scales)
+        if g != self.scales:
+            raise ConfigError("task.scales", task_scales,
+                              f"must equal model.scales={'+'.join(map(str, g))}; a mismatch makes the gaze model "
+                              "resample its gazes and drop their log-probs (spec 14.5), breaking NTP/GRPO",
+                              f"set task.scales={'+'.join(map(str, g))}")
+        if int(gaze_tokens_per_frame) != self.tokens_per_frame:
+            raise ConfigError("task.recon_model_config.patch_size", self.patch_size,
+                              f"gives {self.tokens_per_frame} tokens per frame at task.scales={task_scales}, but the "
+                              f"gaze model has {gaze_tokens_per_frame}",
+                              "use the gaze model's patch size (16 for 265 tokens per frame)")
+        if frame_size is not None:
+            self._check_frame(int(frame_size), int(frame_size))
+
+    def _check_frame(self, H: int, W: int) -> None:
+        if H != W or H != self.frame_size:
+            raise ConfigError("task.scales", "+".join(map(str, self.scales)),
+                              f"take square frames of side {self.frame_size} (the largest scale), got "
+                              f"video_for_task frames of {H}x{W}",
+                              f"resize the task input (dataset transform) to {self.frame_size}, or change task.scales")
+
+    # ----------------------------------------------------------------- modes
+    def set_trainable(self, trainable: bool) -> "VideoMAEReconstruction":
+        """``trainer.train_task``: True gives the MAE gradients; False = frozen, eval, no_grad."""
+        self.trainable = bool(trainable)
+        for name, p in self.mae.named_parameters():
+            # The sin-cos position tables are fixed in ViT-MAE (requires_grad=False there too).
+            p.requires_grad_(self.trainable and not name.endswith(("position_embeddings", "decoder_pos_embed")))
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "VideoMAEReconstruction":
+        super().train(mode and self.trainable)  # frozen means eval, whatever the trainer asks
+        for fl in self.feature_losses.values():
+            fl.model.eval()
+        return self
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        for fl in getattr(self, "feature_losses", {}).values():  # .to()/.cuda() reach them too
+            fl.apply(fn)
+        return self
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """What a checkpoint stores: the MAE only (``mae.*``, the videomae.pt layout), never the GB
+        of frozen feature weights. Equal to ``state_dict()``; named for the trainer's intent."""
+        return self.state_dict()
+
+    def load_task_weights(self, path: str | os.PathLike, *, allow_missing: bool = False,
+                          allow_unexpected: bool = False) -> LoadReport:
+        """Load ``videomae.pt`` / ``.safetensors`` / our checkpoints via the explicit map in weights.py."""
+        return load_task_state_dict(self, read_state_dict(path), source=str(path),
+                                    allow_missing=allow_missing, allow_unexpected=allow_unexpected)
+
+    # ----------------------------------------------------------------- forward
+    def sample_frame_ids(self, num_frames: int, generator: torch.Generator | None, device) -> Tensor:
+        """F = max(1, int(T * recon_sample_rate)) frames by randperm (spec 5.5), sorted; [F] long."""
+        F_ = max(1, int(num_frames * self.config.recon_sample_rate))
+        gen_device = generator.device if generator is not None else "cpu"
+        perm = torch.randperm(num_frames, generator=generator, device=gen_device)
+        return perm[:F_].sort().values.to(device)
+
+    def _frame_ids(self, frame_ids: Tensor | Sequence[int], T: int, device) -> Tensor:
+        ids = torch.as_tensor(frame_ids, dtype=torch.long, device=device).flatten().sort().values
+        if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= T or ids.unique().numel() != ids.numel():
+            raise ValueError(f"frame_ids={ids.tolist()} must be distinct frames in [0, {T})")
+        return ids
+
+    def compute_loss(self, reconstruction: Tensor, target: Tensor) -> Tensor:
+        """[B, F, 3, H, W] x 2 -> [B, F]: sum_k w_k * loss_k per (clip, frame) (spec 5.6)."""
+        B, F_ = reconstruction.shape[:2]
+        pred, tgt = reconstruction.flatten(0, 1), target.flatten(0, 1)
+        total = 0.0
+        for name, w in self.loss_weights.items():
+            term = l1_loss(pred, tgt) if name == "l1" else self.feature_losses[name](pred, tgt)
+            total = total + w * term
+        return total.view(B, F_)
+
+    def forward(self, video_for_task: Tensor, gazes: Gazes, *, frame_ids: Tensor | Sequence[int] | None = None,
+                generator: torch.Generator | None = None) -> TaskOutput:
+        """video_for_task [B, T, 3, S, S] (task-normalised, S = largest scale), gazes [B, N] ->
+        TaskOutput. ``frame_ids`` (any order) overrides the random choice drawn from ``generator``."""
+        B, T, C, H, W = video_for_task.shape
+        self._check_frame(H, W)
+        if gazes.tokens_per_frame != self.tokens_per_frame or gazes.num_frames != T:
+            raise ValueError(f"gazes have {gazes.tokens_per_frame} tokens/frame over {gazes.num_frames} frames; "
+                             f"the task expects {self.tokens_per_frame} over T={T}")
+        if self.mae.config.time_embed and T > self.mae.config.max_num_frames:
+            raise ConfigError("task.recon_model_config.max_num_frames", self.mae.config.max_num_frames,
+                              f"is smaller than the clip length {T}", "raise max_num_frames or shorten the clip")
+        device = video_for_task.device
+        fids = (self.sample_frame_ids(T, generator, device) if frame_ids is None
+                else self._frame_ids(frame_ids, T, device))
+        for fl in self.feature_losses.values():
+            fl.model.to(device)  # no-op once there; covers tasks moved before the models were filled
+        grad = contextlib.nullcontext() if self.trainable else torch.no_grad()
+        with grad:
+            recon = self.mae(video_for_task, gazes, fids)  # [B, F, 3, S, S]
+            loss_per_frame = self.compute_loss(recon, video_for_task[:, fids])  # [B, F]
+        return self._output(loss_per_frame, recon, gazes, fids)
+
+    def _output(self, loss_per_frame: Tensor, recon: Tensor, gazes: Gazes, fids: Tensor) -> TaskOutput:
+        """Reward, trajectory lengths and per-gaze task-loss targets (spec 5.7)."""
+        B, N = gazes.ids.shape
+        T, P = gazes.num_frames, self.tokens_per_frame
+        device = gazes.ids.device
+        frame_of_slot = gazes.frame_index().expand(B, N)  # [B, N]
+        slot = torch.arange(N, device=device).expand(B, N)
+        is_real = ~gazes.is_padded
+        # Last *non-padded* slot of each frame. Early stopping can leave a pad between real gazes
+        # (spec 4.7/14.14); upstream's shifted-pad mask would then also mark the gaze before that pad.
+        last_real = torch.full((B, T), -1, dtype=torch.long, device=device).scatter_reduce(
+            1, frame_of_slot, torch.where(is_real, slot, -1), reduce="amax")  # [B, T]
+        is_last = slot == last_real.gather(1, frame_of_slot)  # [B, N]
+        pos_in_rec = torch.full((T,), -1, dtype=torch.long, device=device)
+        pos_in_rec[fids] = torch.arange(fids.numel(), device=device)
+        rec_of_slot = pos_in_rec[frame_of_slot]  # [B, N], -1 = frame not rebuilt
+        mask = is_last & is_real & (rec_of_slot >= 0)
+        lpf = loss_per_frame.detach()
+        targets = torch.where(mask, lpf.gather(1, rec_of_slot.clamp_min(0)), lpf.new_zeros(()))
+        traj_len = gazes.num_per_frame.to(device).cumsum(0)[fids]  # slots up to and including f
+        metrics = {"reconstruction_loss": lpf.mean(),
+                   "avg_gazing_ratio_per_frame": is_real.sum().float() / (B * T * P)}
+        return TaskOutput(loss=loss_per_frame.mean(1), loss_per_frame=loss_per_frame, reward=-lpf,
+                          frame_ids=fids, traj_len=traj_len, task_loss_targets=targets, task_loss_mask=mask,
+                          reconstruction=recon, metrics=metrics)
+
+    def visualize(self, video_for_task: Tensor, gazes: Gazes, reconstruction: Tensor, frame_ids: Tensor,
+                  path: str | os.PathLike) -> str:
+        """PNG grid of the first sample (spec 5.8); see visualize.visualize."""
+        from .visualize import visualize
+        return visualize(video_for_task, gazes, reconstruction, frame_ids, path,
+                         scales=self.scales, patch_size=self.patch_size)

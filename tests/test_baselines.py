@@ -1,0 +1,50 @@
+"""Baseline gaze models: budgets, no repeats, and each baseline's own rule."""
+import pytest
+import torch
+
+from autogaze.models.baselines import FrameDiffGaze, FullGaze, GridGaze, RandomGaze
+from autogaze.types import Budget
+
+CFG = {"scales": "32+64+112+224", "num_vision_tokens_each_frame": 265, "max_num_frames": 3}
+
+
+@pytest.mark.parametrize("cls", [RandomGaze, GridGaze, FrameDiffGaze])
+def test_budget_respected_and_no_repeats(cls):
+    model = cls.from_config(CFG)
+    video = torch.rand(2, 3, 3, 64, 64)
+    caps = torch.tensor([[5, 1, 26], [3, 7, 2]])
+    g = model.generate(video, Budget(caps), generator=torch.Generator().manual_seed(0)).gazes
+    assert g.num_per_frame.tolist() == [5, 7, 26]
+    mask = g.to_mask()                                           # [B, T, P]
+    assert torch.equal(mask.sum(-1).long(), caps)                # exactly the budget, all distinct
+    assert torch.equal(g.frame_index()[None].expand_as(g.ids), g.ids // 265)  # ids stay in their frame
+
+
+def test_sample_budget_fixed_ratio_and_groups():
+    model = RandomGaze.from_config({**CFG, "gazing_ratio_config": {"sample_strategy_during_inference": "fixed",
+                                                                  "fixed": {"gazing_ratio": 0.1}}})
+    b = model.sample_budget(torch.zeros(4, 3, 3, 8, 8), training=False, group_size=2)
+    assert b.max_gazes.tolist() == [[26] * 3] * 4 and b.task_loss_requirement is None
+
+
+def test_self_split_rejected():
+    with pytest.raises(Exception, match="self"):
+        RandomGaze.from_config({**CFG, "gazing_ratio_each_frame_config": {"sample_strategy_during_training": "self"}})
+
+
+def test_grid_covers_coarse_scales_first():
+    g = GridGaze.from_config(CFG).generate(torch.zeros(1, 1, 3, 32, 32), Budget(torch.tensor([[20]]))).gazes
+    assert sorted(g.ids[0].tolist()) == list(range(20))          # all of 32px (4) and 64px (16)
+
+
+def test_framediff_gazes_where_the_frame_changed():
+    video = torch.zeros(1, 2, 3, 224, 224)
+    video[0, 1, :, 160:176, 32:48] = 1.0                         # one 16px patch changes in frame 1
+    g = FrameDiffGaze.from_config(CFG).generate(video, Budget(torch.tensor([[1, 1]]))).gazes
+    local = g.local_ids()[0, 1].item()
+    assert local == 69 + 10 * 14 + 2                             # row 10, col 2 of the 14x14 scale
+
+
+def test_full_takes_everything():
+    g = FullGaze.from_config(CFG).generate(torch.zeros(1, 2, 3, 32, 32), Budget(torch.tensor([[1, 1]]))).gazes
+    assert g.to_mask().sum().item() == 2 * 265
