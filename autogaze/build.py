@@ -52,9 +52,11 @@ def build_datasets(exp: ExperimentConfig):
     body = {k: v for k, v in exp.dataset.items() if k != "_target_"}
     preprocessing = dict(exp.model.get("preprocessing") or {})
     size = max(parse_scales("task.scales", exp.task.get("scales", "224")))
-    train = cls.from_config(body, split="train", preprocessing=preprocessing, size=size, seed=exp.trainer.seed)
-    val = cls.from_config(body, split="val", preprocessing=preprocessing, size=size, seed=exp.trainer.seed)
-    return train, val, getattr(cls, "collate", None) or getattr(train, "collate")
+    tokens = exp.model.get("num_vision_tokens_each_frame")
+    kwargs = dict(preprocessing=preprocessing, size=size, seed=exp.trainer.seed, tokens_per_frame=tokens)
+    train = cls.from_config(body, split="train", **kwargs)
+    val = cls.from_config(body, split="val", **kwargs)
+    return train, val, train.collate
 
 
 def validate_components(exp: ExperimentConfig) -> None:

@@ -125,6 +125,7 @@ class Trainer:
         self.scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, self.total_steps, cfg.lr,
                                             cfg.min_lr, cfg.warmup_ratio)
         self.state = TrainState()
+        self._last_batch: Batch | None = None  # for empty micro-batches under DDP (see train_step)
         self.ckpt = Checkpointer(exp_dir, dist, cfg.keep_checkpoints, config_dict)
         if dist.is_main:
             log.info("batch: global %d = micro %d x acc %d x world %d; %d optimizer steps (%d micro-batches/epoch)",
@@ -196,6 +197,13 @@ class Trainer:
         for i, batch in enumerate(micro_batches):
             self.state.skipped_videos += len(batch.skipped_paths)
             is_last = i == len(micro_batches) - 1
+            weight = 1.0
+            if batch.batch_size == 0:  # every clip of it was undecodable (counted above)
+                if self._last_batch is None or not (is_last and self.ddp_modules):
+                    continue
+                # DDP needs every rank in the final all-reduce: replay a previous batch at weight 0.
+                batch, weight = self._last_batch, 0.0
+            self._last_batch = batch
             with contextlib.ExitStack() as stack:
                 if not is_last:  # accumulate locally; the last micro-batch triggers the all-reduce
                     for m in self.ddp_modules:
@@ -203,7 +211,7 @@ class Trainer:
                 loss, metrics = self._forward(batch)
                 if not torch.isfinite(loss):
                     nonfinite += 1
-                (loss / len(micro_batches)).backward()
+                (loss * weight / len(micro_batches)).backward()
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / len(micro_batches)
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(micro_batches)

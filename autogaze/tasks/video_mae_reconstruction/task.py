@@ -51,6 +51,11 @@ class VideoMAEReconstruction(nn.Module):
         self.set_trainable(False)
 
     @classmethod
+    def validate_config(cls, cfg: Any) -> TaskConfig:
+        """Parse and check the ``task`` group without building anything (fails before any work)."""
+        return parse_task_config(cfg)
+
+    @classmethod
     def from_config(cls, cfg: Any) -> "VideoMAEReconstruction":
         """Build from the Hydra ``task`` group (dict or DictConfig); see config.py for the keys."""
         return cls(parse_task_config(cfg))

@@ -1,0 +1,120 @@
+"""Ground-truth gaze labels (``gazing_labels.json``): format, validation, collation, writing.
+
+Format (upstream's, spec sections 6 and 9)::
+
+    {
+      "<dataset_dir>/<split>/<file>.mp4": {
+        "gazing_pos":  [[ids of frame 0], [ids of frame 1], ...],    # T lists of GLOBAL ids t*P+local
+        "task_losses": [[loss after each gaze of frame 0], ...]      # same nesting, floats
+      },
+      ...
+    }
+
+Keys may be longer paths; they are reduced to their last three components and matched against the
+videos' paths reduced the same way. Several files (comma-separated paths or globs) are merged.
+Every entry is validated on load: T == clip_len, ids inside their own frame's range, no repeats
+within a frame, and equal lengths of ``gazing_pos`` and ``task_losses``. Errors name the clip.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from autogaze.types import GazeLabels, Gazes
+from autogaze.utils.parsing import ConfigError, parse_str_list
+
+Entry = tuple[list[list[int]], list[list[float]]]
+
+
+def label_key(path: str | os.PathLike) -> str:
+    """Last three path components, ``<dataset_dir>/<split>/<file>.mp4`` (upstream's matching rule)."""
+    return "/".join(Path(path).parts[-3:])
+
+
+def validate_entry(key: str, entry: dict, clip_len: int, tokens_per_frame: int) -> Entry:
+    """Check one label entry and return (gazing_pos, task_losses) as plain lists."""
+    def bad(rule: str, fix: str):
+        raise ValueError(f"gaze labels for {key}: {rule}. Fix: {fix}")
+
+    if not isinstance(entry, dict) or "gazing_pos" not in entry or "task_losses" not in entry:
+        bad("need the keys 'gazing_pos' and 'task_losses'", "regenerate with python -m autogaze.label")
+    pos, losses = entry["gazing_pos"], entry["task_losses"]
+    if len(pos) != clip_len or len(losses) != clip_len:
+        bad(f"{len(pos)} frames of gazing_pos / {len(losses)} of task_losses, but dataset.clip_len={clip_len}",
+            "label the same clip length you train with")
+    P = tokens_per_frame
+    for t, (ids, ls) in enumerate(zip(pos, losses)):
+        if len(ids) != len(ls):
+            bad(f"frame {t} has {len(ids)} gazes but {len(ls)} task losses", "keep one loss per gaze")
+        if any(not (t * P <= int(i) < (t + 1) * P) for i in ids):
+            bad(f"frame {t} has ids outside [{t * P}, {(t + 1) * P}) (global ids t*P+local, P={P})",
+                "check model.num_vision_tokens_each_frame and that ids are global")
+        if len(set(ids)) != len(ids):
+            bad(f"frame {t} repeats a patch", "a frame's gazes must be distinct")
+    return [[int(i) for i in ids] for ids in pos], [[float(v) for v in ls] for ls in losses]
+
+
+def load_labels(spec, clip_len: int, tokens_per_frame: int, key: str = "dataset.gt_gazing_pos_paths") -> dict[str, Entry]:
+    """Merge and validate label files given as comma-separated paths/globs (or a list)."""
+    files: list[str] = []
+    for pattern in parse_str_list(key, spec, sep=","):
+        matches = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matches:
+            raise ConfigError(key, pattern, "no label file matches", "point it at an existing gazing_labels.json")
+        files += matches
+    out: dict[str, Entry] = {}
+    for f in files:
+        with open(f) as fh:
+            data = json.load(fh)
+        for k, entry in data.items():
+            out[label_key(k)] = validate_entry(f"{k} (in {f})", entry, clip_len, tokens_per_frame)
+    return out
+
+
+def collate_labels(entries: list[Entry], tokens_per_frame: int) -> GazeLabels:
+    """Pad frame t of every clip to (batch max length + 1) slots (spec section 6).
+
+    The extra slot is always padding (upstream's collate; the model therefore never learns EOS).
+    Padded slots hold the frame's own first id ``t * P`` (an in-range id, see types.py) and the
+    frame's last task loss. Returns GazeLabels with ids/is_padded/task_losses [B, N].
+    """
+    B, T, P = len(entries), len(entries[0][0]), tokens_per_frame
+    n_t = [max(len(e[0][t]) for e in entries) + 1 for t in range(T)]
+    N = sum(n_t)
+    ids = torch.empty(B, N, dtype=torch.long)
+    is_padded = torch.ones(B, N, dtype=torch.bool)
+    losses = torch.zeros(B, N)
+    start = 0
+    for t, n in enumerate(n_t):
+        ids[:, start:start + n] = t * P
+        for b, (pos, tl) in enumerate(entries):
+            k = len(pos[t])
+            ids[b, start:start + k] = torch.tensor(pos[t], dtype=torch.long)
+            is_padded[b, start:start + k] = False
+            losses[b, start:start + k] = torch.tensor(tl[t])
+            losses[b, start + k:start + n] = tl[t][-1] if k else 0.0
+        start += n
+    gazes = Gazes(ids, is_padded, torch.tensor(n_t, dtype=torch.long), P)
+    return GazeLabels(gazes, losses)
+
+
+def write_labels(path: str | os.PathLike, mapping: dict[str, dict]) -> None:
+    """Write ``mapping`` (key -> {"gazing_pos", "task_losses"}) atomically (tmp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(mapping, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
