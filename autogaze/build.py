@@ -34,7 +34,11 @@ def _from_config(group: str, cfg: dict, **kwargs) -> Any:
 
 
 def build_gaze_model(exp: ExperimentConfig):
-    return _from_config("model", exp.model)
+    model = _from_config("model", exp.model)
+    processor = getattr(model, "image_processor", None)
+    if processor is not None:  # spec 8: the gaze transform resizes to the largest task scale
+        processor.size = {"shortest_edge": max(parse_scales("task.scales", exp.task.get("scales", "224")))}
+    return model
 
 
 def build_task(exp: ExperimentConfig):

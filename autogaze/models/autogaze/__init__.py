@@ -1,0 +1,7 @@
+"""AutoGaze gaze model: config, processor, model (spec sections 2-4)."""
+from autogaze.models.autogaze.config import AutoGazeConfig
+from autogaze.models.autogaze.modeling import AutoGaze
+from autogaze.models.autogaze.processor import AutoGazeImageProcessor
+from autogaze.models.autogaze.token_space import TokenSpace
+
+__all__ = ["AutoGaze", "AutoGazeConfig", "AutoGazeImageProcessor", "TokenSpace"]

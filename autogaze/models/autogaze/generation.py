@@ -1,0 +1,176 @@
+"""Frame-by-frame gaze generation with a KV cache (spec section 4.7), our own decode loop.
+
+Per frame: feed [pending tokens | V_t], then repeatedly read the K heads at the last position,
+pick a chunk of up to K ids, and feed that chunk back. Differences from upstream, on purpose:
+* RoPE positions are ``cumsum(mask) - 1`` in every step (upstream never advanced them while
+  decoding, spec section 14.1), so greedy generation equals the argmax of teacher-forced scoring.
+* Budgets may differ per row (upstream's are shared); a row stops at its own cap.
+Kept from upstream: no repeats within a frame, EOS never sampled, top-k before the within-chunk
+mask, early stop per token on the task-loss head (head 0 ignored on a frame's first step), a
+finished row is padded for the rest of the frame, and a pad can sit between real gazes of the
+chunk in which early stopping fired (spec section 14.14).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import Cache
+
+from autogaze.models.autogaze.decoder import GazeDecoder, positions_from_mask
+from autogaze.models.autogaze.kv_cache import GrowingKVCache
+from autogaze.models.autogaze.scoring import top_k_filter
+from autogaze.types import Budget, Gazes
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class SamplerSettings:
+    """do_sample: multinomial (True) or argmax (False); temperature and top_k apply when sampling."""
+
+    do_sample: bool
+    temperature: float = 1.0
+    top_k: int = 50
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class DecodeState:
+    """Decoder context carried across frames and across streaming calls (spec section 4.10).
+
+    cache:          transformers Cache (a GrowingKVCache) with the keys/values of every token fed so far.
+    cached_mask:    LongTensor [B, L_cached]  1 for vision tokens and real gazes, 0 for pads.
+    pending_embeds: [B, n, D]  tokens appended but not fed yet (the last chunk of the last frame).
+    pending_mask:   LongTensor [B, n].
+    conv_cache:     per-block vision-encoder caches [B, C, kt-1, h, w] (None before the first frame).
+    """
+
+    cache: Cache
+    cached_mask: Tensor
+    pending_embeds: Tensor
+    pending_mask: Tensor
+    conv_cache: list[Tensor] | None = None
+
+    @classmethod
+    def empty(cls, batch: int, dim: int, like: Tensor, num_layers: int, capacity: int) -> "DecodeState":
+        mask = torch.zeros(batch, 0, dtype=torch.long, device=like.device)
+        return cls(GrowingKVCache(num_layers, capacity), mask, like.new_zeros(batch, 0, dim), mask.clone())
+
+    def full_mask(self) -> Tensor:
+        """[B, L_cached + n]: the mask of every token so far (the dict's past_attention_mask)."""
+        return torch.cat([self.cached_mask, self.pending_mask], dim=1)
+
+
+def _feed(decoder: GazeDecoder, state: DecodeState, embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Run pending + new tokens; return the last position's (logits [B, K, V], task loss [B, K]).
+
+    Columns that are padding in every row are dropped first: a padded key is never attended and
+    positions skip it anyway, so the result is unchanged, and a pad-free cache needs no mask.
+    The last column is always kept, because its output is read.
+    """
+    embeds = torch.cat([state.pending_embeds, embeds.to(state.pending_embeds.dtype)], dim=1)
+    mask = torch.cat([state.pending_mask, mask], dim=1)
+    keep = mask.any(0)
+    keep[-1] = True
+    if not bool(keep.all()):
+        embeds, mask = embeds[:, keep], mask[:, keep]
+    positions = positions_from_mask(mask, state.cached_mask)
+    full = torch.cat([state.cached_mask, mask], dim=1)
+    last = torch.tensor([embeds.shape[1] - 1], device=embeds.device)
+    hidden = decoder.body(embeds, full, positions, past_key_values=state.cache, out_positions=last)
+    state.cached_mask = full
+    state.pending_embeds, state.pending_mask = embeds[:, :0], mask[:, :0]
+    return decoder.heads(hidden[:, 0])
+
+
+def _pick_chunk(logits: Tensor, banned: Tensor, s: SamplerSettings) -> tuple[Tensor, Tensor, Tensor]:
+    """Pick up to k = logits.shape[1] distinct ids, one per head, in order.
+
+    logits [B, k, V] fp32; banned [B, V] ids already in the frame (+ EOS).
+    Returns ids [B, k'], log-probs of the picks under the sampling distribution [B, k'],
+    exhausted [B, k'] (True where a row had no id left). k' < k only when every row ran out.
+    """
+    logits = logits.masked_fill(banned[:, None], NEG_INF)
+    if s.do_sample:
+        logits = top_k_filter(logits / s.temperature, s.top_k)  # top-k before the in-chunk mask, as upstream
+    taken = torch.zeros_like(banned)
+    ids, logps, exhausted = [], [], []
+    for i in range(logits.shape[1]):  # sequential: head i must not repeat heads < i
+        head = logits[:, i].masked_fill(taken, NEG_INF)
+        empty = torch.isneginf(head).all(-1)  # [B]
+        if bool(empty.all()):
+            break
+        logp = torch.log_softmax(head.masked_fill(empty[:, None], 0.0), dim=-1)
+        if s.do_sample:
+            pick = torch.multinomial(logp.exp(), 1, generator=s.generator)
+        else:
+            pick = logp.argmax(-1, keepdim=True)
+        taken.scatter_(1, pick, True)
+        ids.append(pick)
+        logps.append(logp.gather(1, pick))
+        exhausted.append(empty[:, None])
+    return torch.cat(ids, 1), torch.cat(logps, 1), torch.cat(exhausted, 1)
+
+
+def generate_frames(decoder: GazeDecoder, vision_tokens: Tensor, budget: Budget, sampler: SamplerSettings,
+                    state: DecodeState | None = None) -> tuple[Gazes, Tensor, DecodeState]:
+    """Generate gazes for T frames.
+
+    vision_tokens [B, T, V_tok, D] (connector output); budget.max_gazes [B, T] (>= 1),
+    budget.task_loss_requirement [B, T] or None; state: context from earlier frames (streaming).
+    Returns (Gazes with ids t * P + local, t counted from 0 within this call; pads hold id t * P,
+    sample_log_probs [B, N] (0 at pads), the updated DecodeState).
+    """
+    B, T, Vt, D = vision_tokens.shape
+    K, eos, P = decoder.num_multi_token_pred, decoder.eos_id, decoder.eos_id
+    if state is None:  # room for every frame's vision tokens and its largest budget, plus a chunk
+        capacity = int(T * Vt + budget.max_gazes.max(0).values.sum()) + K
+        state = DecodeState.empty(B, D, vision_tokens, decoder.model.config.num_hidden_layers, capacity)
+    dev = vision_tokens.device
+    max_gazes = budget.max_gazes.to(dev)
+    tau = None if budget.task_loss_requirement is None else budget.task_loss_requirement.to(dev)
+    ones = torch.ones(B, Vt, dtype=torch.long, device=dev)
+    all_ids, all_pad, all_logp, counts = [], [], [], []
+    for t in range(T):
+        logits, tl = _feed(decoder, state, vision_tokens[:, t], ones)
+        banned = torch.zeros(B, P + 1, dtype=torch.bool, device=dev)
+        banned[:, eos] = True
+        finished = torch.zeros(B, dtype=torch.bool, device=dev)
+        frame_ids, frame_pad, frame_logp, n_done = [], [], [], 0
+        while True:
+            remaining = max_gazes[:, t] - n_done  # [B]
+            k = min(K, int(remaining.max()))
+            ids, logp, exhausted = _pick_chunk(logits[:, :k], banned, sampler)
+            k = ids.shape[1]
+            slot = torch.arange(k, device=dev)
+            pad = finished[:, None] | exhausted | (slot[None] >= remaining[:, None])
+            if tau is not None:
+                hit = tl[:, :k] <= tau[:, t, None]
+                if n_done == 0:
+                    hit[:, 0] = False  # head 0 = "nothing gazed yet": no early stop before the first gaze
+                pad |= hit
+                finished |= hit.any(-1)
+            finished |= exhausted.any(-1) | (n_done + k >= max_gazes[:, t])
+            ids = ids.masked_fill(pad, eos)
+            banned.scatter_(1, ids, True)
+            frame_ids.append(ids)
+            frame_pad.append(pad)
+            frame_logp.append(logp.masked_fill(pad, 0.0))
+            n_done += k
+            chunk_embeds = decoder.embed(ids).to(vision_tokens.dtype)
+            chunk_mask = (~pad).long()
+            if bool(finished.all()):
+                state.pending_embeds = torch.cat([state.pending_embeds, chunk_embeds], 1)
+                state.pending_mask = torch.cat([state.pending_mask, chunk_mask], 1)
+                break
+            logits, tl = _feed(decoder, state, chunk_embeds, chunk_mask)
+        ids, pad = torch.cat(frame_ids, 1), torch.cat(frame_pad, 1)
+        all_ids.append(torch.where(pad, 0, ids) + t * P)
+        all_pad.append(pad)
+        all_logp.append(torch.cat(frame_logp, 1))
+        counts.append(ids.shape[1])
+    gazes = Gazes(ids=torch.cat(all_ids, 1), is_padded=torch.cat(all_pad, 1),
+                  num_per_frame=torch.tensor(counts, dtype=torch.long, device=dev), tokens_per_frame=P)
+    return gazes, torch.cat(all_logp, 1), state
