@@ -18,6 +18,14 @@ import torch
 from torch import Tensor
 
 
+def repeat_groups(x: Tensor, group_size: int) -> Tensor:
+    """[B, ...] -> [G*B, ...] **group-major**, ``(g b)``: row ``g * B + b`` is a copy of row b.
+
+    The one definition of the group layout used by budgets (model) and rollouts (GRPO).
+    """
+    return x.repeat(group_size, *([1] * (x.dim() - 1)))
+
+
 def _map_tensors(obj, fn: Callable[[Tensor], Tensor]):
     """Return a copy of dataclass ``obj`` with ``fn`` applied to every tensor field (recursively)."""
     changes = {}

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from autogaze.types import Batch
+from autogaze.types import Batch, repeat_groups
 from autogaze.utils.parsing import check_choice
 
 
@@ -33,7 +33,7 @@ def expand_groups(batch: Batch, group_size: int) -> Batch:
         raise ValueError(f"batch is already expanded (group_size={batch.group_size}); expand once")
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
-    out = batch.map(lambda t: t.repeat(group_size, *[1] * (t.dim() - 1)))  # [B, ...] -> [(g b), ...]
+    out = batch.map(lambda t: repeat_groups(t, group_size))  # [B, ...] -> [(g b), ...]
     return replace(out, paths=list(batch.paths) * group_size, group_size=group_size)
 
 

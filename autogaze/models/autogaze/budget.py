@@ -21,6 +21,7 @@ from torch import Tensor
 
 from autogaze.models.autogaze.config import BudgetSettings
 from autogaze.types import Budget
+from autogaze.types import repeat_groups as expand_groups  # noqa: F401  (the one group-layout helper)
 
 
 def _uniform(n: int, generator: torch.Generator | None) -> Tensor:
@@ -39,11 +40,6 @@ def broadcast_from_rank0(t: Tensor) -> Tensor:
 def ratios_to_budget(ratios: Tensor, tokens_per_frame: int) -> Tensor:
     """FloatTensor [B, T] ratios -> LongTensor [B, T] caps, ``max(long(ratio * P), 1)`` as upstream."""
     return (ratios.float() * tokens_per_frame).long().clamp_min(1)
-
-
-def expand_groups(x: Tensor, group_size: int) -> Tensor:
-    """[B, ...] per clip -> [G*B, ...] group-major (``(g b)``): row b + g*B is a copy of row b."""
-    return x.repeat(group_size, *([1] * (x.dim() - 1)))
 
 
 class BudgetSampler:
