@@ -45,7 +45,7 @@ from autogaze.algorithms.advantages import (ADVANTAGE_ESTIMATORS, discount_advan
                                             get_advantage_estimator, group_view, zero_std_group_fraction)
 from autogaze.algorithms.base import Algorithm, GazePolicy
 from autogaze.algorithms.losses import task_loss_prediction_mse
-from autogaze.types import AlgorithmOutput, Batch, GazeRollout, TaskOutput
+from autogaze.types import AlgorithmOutput, Batch, GazeRollout, TaskOutput, repeat_groups
 from autogaze.utils.parsing import ConfigError, check_keys
 
 #: Health metrics logged under ``train/`` (detached scalars), one line each.
@@ -114,6 +114,10 @@ def reinforce_loss(log_probs: Tensor, advantages: Tensor, is_real: Tensor) -> Te
 
 class GRPO(Algorithm):
     needs_task = True  # the reward comes from the task
+    #: Encode each clip once per step instead of three times on all G copies (probe, rollout,
+    #: re-score); same values and gradients (tests/test_grpo_speed.py), so not a config key. Only
+    #: for policies whose model has ``encode_video`` (AutoGaze); others are called as before.
+    share_vision_tokens: bool = True
 
     def __init__(self, cfg: GRPOConfig):
         self.cfg = cfg
@@ -131,14 +135,26 @@ class GRPO(Algorithm):
         return expand_groups(batch, self.cfg.group_size)
 
     def rollout(self, policy: GazePolicy, batch: Batch, temperature: float) -> GazeRollout:
-        """Budget (shared by each group) -> sampled gazes (no grad) -> teacher-forced scores (grad)."""
+        """Budget (shared by each group) -> sampled gazes (no grad) -> teacher-forced scores (grad).
+
+        With ``share_vision_tokens`` the B distinct clips (rows :B, the first group copy) are encoded
+        once without grad for the probe and the rollout, and the re-score encodes them once with grad
+        inside the scorer (so DDP sees it) and repeats the tokens over the G copies.
+        """
         G = batch.group_size
-        budget = policy.sample_budget(batch.video, group_size=G, temperature=temperature)
-        sampled = policy.generate(batch.video, budget, temperature=temperature)
+        shared, score_kw = {}, {}
+        encode = getattr(policy.model, "encode_video", None)
+        if self.share_vision_tokens and encode is not None:
+            with torch.no_grad():
+                tokens = encode(batch.video[: batch.batch_size // G])   # [B, T, V_tok, D]
+            shared = {"vision_tokens": repeat_groups(tokens, G)}        # -> [(g b), T, V_tok, D]
+            score_kw = {"group_size": G}
+        budget = policy.sample_budget(batch.video, group_size=G, temperature=temperature, **shared)
+        sampled = policy.generate(batch.video, budget, temperature=temperature, **shared)
         if self.cfg.score_under_sampling_distribution:
-            scores = policy.score(batch.video, sampled.gazes, temperature=temperature, masked=True)
+            scores = policy.score(batch.video, sampled.gazes, temperature=temperature, masked=True, **score_kw)
         else:  # upstream: unmasked, temperature 1
-            scores = policy.score(batch.video, sampled.gazes, temperature=1.0, masked=False)
+            scores = policy.score(batch.video, sampled.gazes, temperature=1.0, masked=False, **score_kw)
         return GazeRollout(sampled.gazes, scores, budget, sampled.sample_log_probs)
 
     def loss(self, batch: Batch, rollout: GazeRollout, task_out: TaskOutput | None) -> AlgorithmOutput:
