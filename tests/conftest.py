@@ -29,3 +29,13 @@ def reference(fixtures_dir):
     from safetensors.torch import load_file
 
     return load_file(str(fixtures_dir / "reference.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny random AutoGaze (scales 32+64, P=20, see ``tiny_config``), seeded, in eval mode."""
+    from autogaze.models.autogaze import AutoGaze
+    from autogaze.models.autogaze.config import tiny_config
+
+    torch.manual_seed(0)
+    return AutoGaze(tiny_config()).eval()

@@ -14,12 +14,6 @@ B, T, P, K = 2, 4, 20, 3
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return AutoGaze(tiny_config()).eval()
-
-
-@pytest.fixture(scope="module")
 def video():
     g = torch.Generator().manual_seed(1)
     return torch.randn(B, T, 3, 64, 64, generator=g)

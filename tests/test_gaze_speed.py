@@ -8,17 +8,9 @@ import contextlib
 import pytest
 import torch
 
-from autogaze.models.autogaze import AutoGaze
-from autogaze.models.autogaze.config import tiny_config
 from autogaze.types import Budget, Gazes
 
 B, T, P = 3, 4, 20
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return AutoGaze(tiny_config()).eval()
 
 
 @pytest.fixture(scope="module")

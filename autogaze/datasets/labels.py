@@ -20,12 +20,12 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from autogaze.types import GazeLabels, Gazes
+from autogaze.utils.io import atomic_write_file
 from autogaze.utils.parsing import ConfigError, parse_str_list
 
 Entry = tuple[list[list[int]], list[list[float]]]
@@ -105,16 +105,4 @@ def collate_labels(entries: list[Entry], tokens_per_frame: int) -> GazeLabels:
 
 def write_labels(path: str | os.PathLike, mapping: dict[str, dict]) -> None:
     """Write ``mapping`` (key -> {"gazing_pos", "task_losses"}) atomically (tmp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(mapping, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_file(path, lambda f: json.dump(mapping, f), mode="w")

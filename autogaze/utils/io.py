@@ -10,14 +10,14 @@ from typing import Any, Callable
 import torch
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temp file in the same folder, fsync, then os.replace."""
+def atomic_write_file(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(file)`` on a temp file in the same folder, fsync, then os.replace it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -25,6 +25,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save, atomically (see :func:`atomic_write_file`)."""
+    atomic_write_file(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
