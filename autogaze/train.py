@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -85,7 +86,13 @@ def run(cfg: DictConfig | dict, config_name: str = "experiment"):
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    run(cfg, HydraConfig.get().job.config_name or "experiment")
+    from autogaze.utils.parsing import ConfigError
+
+    try:
+        run(cfg, HydraConfig.get().job.config_name or "experiment")
+    except ConfigError as e:  # a user error: one line naming key, value, rule and fix; no traceback
+        print(f"autogaze.train: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

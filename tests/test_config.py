@@ -92,3 +92,18 @@ def test_string_parsers():
     assert parse_float_list("a", 0.5, sep=",") == [0.5]
     with pytest.raises(ConfigError, match="model.scales"):
         parse_scales("model.scales", "32+x")
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    """A bad override stops `python -m autogaze.train` before any work: exit 2, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "autogaze.train", "--config-name",
+                        "video_folder_video_mae_reconstruction_ar_gaze_ntp", "trainer.optimizer=adamw"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 2
+    assert "trainer.optimizer='adamw'" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "exps").exists()  # nothing was created
