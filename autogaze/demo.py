@@ -127,42 +127,12 @@ def stage_data(demo: Demo) -> None:
 
     if demo.data_dir is None:
         make_synthetic_dataset(demo.data, demo.n_train, demo.n_val, demo.clip_len, demo.frame_size, demo.seed)
-    elif demo.data != demo.data_dir:
-        cut_user_videos(demo)
+    elif demo.data != demo.data_dir:  # a plain folder of videos: cut it into the demo's clips
+        from autogaze.datasets.clips import cut_into_clips
+
+        cut_into_clips(demo.data_dir, demo.data, demo.clip_len, demo.frame_size, demo.n_train + demo.n_val)
     (demo.root / "data").mkdir(parents=True, exist_ok=True)
     (demo.root / "data" / "data_done").write_text(str(demo.data))
-
-
-def cut_user_videos(demo: Demo) -> None:
-    """Every .mp4 under ``data_dir`` -> ``clip_len``-frame clips, shortest edge ``frame_size`` and
-    centre-cropped square (the demo's frame size, so decoding stays cheap), every 8th to val."""
-    import numpy as np
-    import torch.nn.functional as F
-
-    from autogaze.datasets.synthetic import write_mp4
-    from autogaze.inference.video_io import iter_frames
-
-    videos = sorted(p for p in demo.data_dir.rglob("*") if p.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv"))
-    if not videos:
-        raise FileNotFoundError(f"--data-root {demo.data_dir}: no train/ + val/ folders and no videos")
-    n_max, clips, S, T = demo.n_train + demo.n_val, [], demo.frame_size, demo.clip_len
-    for path in videos:
-        frames = list(iter_frames(path, max_frames=n_max * T))
-        for i in range(0, len(frames) - T + 1, T):
-            x = torch.from_numpy(np.stack(frames[i:i + T])).permute(0, 3, 1, 2).float()
-            H, W = x.shape[-2:]
-            size = (S, max(S, round(W * S / H))) if H <= W else (max(S, round(H * S / W)), S)
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-            top, left = (x.shape[-2] - S) // 2, (x.shape[-1] - S) // 2
-            clips.append(x[..., top:top + S, left:left + S].round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
-    clips = clips[:n_max]
-    if len(clips) < 2:
-        raise ValueError(f"--data-root {demo.data_dir}: {len(clips)} clip(s) of {T} frames; need at least 2")
-    val = set(range(7, len(clips), 8)) or {len(clips) - 1}
-    for i, frames in enumerate(clips):
-        write_mp4(demo.data / ("val" if i in val else "train") / f"clip_{i:05d}.mp4", frames)
-    log.info("cut %d videos into %d train + %d val clips under %s", len(videos), len(clips) - len(val),
-             len(val), demo.data)
 
 
 def stage_mae(demo: Demo) -> None:
