@@ -1,7 +1,7 @@
 """Process-group set-up that works the same under torchrun and plain ``python -m``.
 
-CPU runs use gloo, CUDA runs use nccl. The device comes from LOCAL_RANK and the config; nothing
-calls ``.cuda()``.
+CPU runs use gloo, CUDA runs use nccl. The device comes from LOCAL_RANK and the config; no device
+is hard-coded anywhere.
 """
 from __future__ import annotations
 

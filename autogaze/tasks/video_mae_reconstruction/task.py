@@ -124,7 +124,7 @@ class VideoMAEReconstruction(nn.Module):
 
     def _apply(self, fn, recurse: bool = True):
         super()._apply(fn, recurse)
-        for fl in getattr(self, "feature_losses", {}).values():  # .to()/.cuda() reach them too
+        for fl in getattr(self, "feature_losses", {}).values():  # device moves (.to) reach them too
             fl.apply(fn)
         return self
 
