@@ -153,8 +153,8 @@ class Checkpointer:
             shutil.rmtree(old, ignore_errors=True)
 
     # ------------------------------------------------------------------ resume
-    def _find(self, root: Path) -> tuple[Path, Path, Path | None] | None:
-        """(gaze dir, train file, task file) of the newest complete checkpoint under ``root``."""
+    def _find(self, root: Path) -> tuple[Path, dict, Path | None] | None:
+        """(gaze dir, loaded train state, task file) of the newest complete checkpoint under ``root``."""
         gaze, train, task = root / "checkpoint_latest_gaze", root / "checkpoint_latest_train.pt", root / "checkpoint_latest_task.pt"
         candidates = [(gaze, train, task)]
         for p in sorted(root.glob("checkpoint_ep*_iter*"), key=lambda p: p.stat().st_mtime, reverse=True):
@@ -165,7 +165,7 @@ class Checkpointer:
             step = json.loads((g / STEP_FILE).read_text())["train_step"]
             saved = torch.load(t, map_location="cpu", weights_only=False)
             if saved["train_step"] == step:  # a kill between the gaze and train writes is caught here
-                return g, t, (k if k.is_file() else None)
+                return g, saved, (k if k.is_file() else None)
         return None
 
     def maybe_resume(self, trainer) -> bool:
@@ -178,8 +178,7 @@ class Checkpointer:
             if resume != "auto":
                 raise FileNotFoundError(f"trainer.resume={resume}: no complete checkpoint there")
             return False
-        gaze_dir, train_file, task_file = found
-        saved = torch.load(train_file, map_location="cpu", weights_only=False)
+        gaze_dir, saved, task_file = found
         load_gaze_weights(trainer.gaze_model, gaze_dir)
         if task_file is not None and trainer.task is not None:
             sd = torch.load(task_file, map_location="cpu", weights_only=False)
