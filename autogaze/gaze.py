@@ -23,6 +23,7 @@ from autogaze.inference.pipeline import gaze_video
 from autogaze.inference.summary import save_summary
 from autogaze.inference.video_io import VideoError, probe_video
 from autogaze.models.autogaze import AutoGaze, AutoGazeImageProcessor
+from autogaze.models.autogaze.anyres import AnyResPlan
 from autogaze.utils.parsing import ConfigError, parse_int_list
 
 PROG = "python -m autogaze.gaze"
@@ -187,6 +188,12 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
         raise UserError(f"--out {out} exists and is not a folder")
     device = _device(args.device)
     model, processor = load_checkpoint(args.checkpoint, device)
+    if args.target_scales or args.target_patch_size:
+        try:  # the model's own rules (4 scales, square side); checked before anything is written
+            side = max(args.target_scales) if args.target_scales else model.token_space.scales[-1]
+            AnyResPlan.make(model.token_space, side, args.target_scales, args.target_patch_size)
+        except ValueError as e:
+            raise UserError(f"--target-scales/--target-patch-size: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
 
     files: dict[str, Path] = {}
@@ -198,9 +205,10 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             stream=args.stream, batch_chunks=args.batch_chunks, precision=args.precision, do_sample=args.sample,
             temperature=args.temperature, seed=args.seed, max_frames=args.max_frames, progress=not args.quiet,
             on_frames=writer)
-    except VideoError as e:
-        raise UserError(str(e)) from None
-    except ValueError as e:  # e.g. target scales the model cannot tile (AnyResPlan's message)
+    except VideoError as e:  # decoding failed part-way: drop the partial overlay
+        if writer is not None:
+            writer.close()
+            writer.path.unlink(missing_ok=True)
         raise UserError(str(e)) from None
     finally:
         if writer is not None:
