@@ -13,7 +13,10 @@ Format (upstream's, spec sections 6 and 9)::
 Keys may be longer paths; they are reduced to their last three components and matched against the
 videos' paths reduced the same way. Several files (comma-separated paths or globs) are merged.
 Every entry is validated on load: T == clip_len, ids inside their own frame's range, no repeats
-within a frame, and equal lengths of ``gazing_pos`` and ``task_losses``. Errors name the clip.
+within a frame, at least one gaze per frame, and equal lengths of ``gazing_pos`` and
+``task_losses``. Errors name the clip. A clip listed twice (after key reduction) must carry the same
+label both times. When labels are given, videos without one are left out of the dataset (one
+warning with the count); labels for videos that are not in the folders are ignored.
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ def validate_entry(key: str, entry: dict, clip_len: int, tokens_per_frame: int) 
     for t, (ids, ls) in enumerate(zip(pos, losses)):
         if len(ids) != len(ls):
             bad(f"frame {t} has {len(ids)} gazes but {len(ls)} task losses", "keep one loss per gaze")
+        if not ids:
+            bad(f"frame {t} has no gazes", "every frame needs at least one gaze (the model emits >= 1)")
         if any(not (t * P <= int(i) < (t + 1) * P) for i in ids):
             bad(f"frame {t} has ids outside [{t * P}, {(t + 1) * P}) (global ids t*P+local, P={P})",
                 "check model.num_vision_tokens_each_frame and that ids are global")
@@ -68,11 +73,25 @@ def load_labels(spec, clip_len: int, tokens_per_frame: int, key: str = "dataset.
             raise ConfigError(key, pattern, "no label file matches", "point it at an existing gazing_labels.json")
         files += matches
     out: dict[str, Entry] = {}
+    source: dict[str, str] = {}
     for f in files:
-        with open(f) as fh:
-            data = json.load(fh)
+        try:
+            with open(f) as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(key, f, f"cannot read the label file ({type(e).__name__}: {e})",
+                              "regenerate it with python -m autogaze.label") from None
+        if not isinstance(data, dict):
+            raise ConfigError(key, f, "a label file must hold one JSON object {video: entry}", "regenerate it")
         for k, entry in data.items():
-            out[label_key(k)] = validate_entry(f"{k} (in {f})", entry, clip_len, tokens_per_frame)
+            short = label_key(k)
+            parsed = validate_entry(f"{k} (in {f})", entry, clip_len, tokens_per_frame)
+            # Shards may repeat a clip (e.g. a resumed labelling run); identical repeats are fine,
+            # different ones would make the training target depend on file order.
+            if short in out and out[short] != parsed:
+                raise ValueError(f"gaze labels for {short}: {source[short]} and {f} disagree. "
+                                 "Fix: keep one label per clip (keys match on <dataset_dir>/<split>/<file>.mp4)")
+            out[short], source[short] = parsed, f
     return out
 
 

@@ -47,6 +47,7 @@ class DatasetConfig:
     train_data_aug: dict = field(default_factory=lambda: {"aug_type": None})
     backend: str = "decord"       # ours: decord | pyav
     min_frames: int = 1           # ours: fewer decodable frames -> the video is skipped
+    decode_resize: bool = False   # ours: resize in the decoder (faster, NOT bit-identical, see decode.py)
     tokens_per_frame: int = 265   # ours, derived: model.num_vision_tokens_each_frame (label checks)
 
     @classmethod
@@ -148,13 +149,13 @@ class VideoFolder(Dataset):
         c = self.cfg
         try:
             frames = load_clip(path, c.clip_len, c.frame_sample_rate, c.random_sample_frame and self.split == "train",
-                               g, c.backend, c.min_frames)
+                               g, c.backend, c.min_frames, self.gaze_transform.shortest_edge if c.decode_resize else None)
         except BadVideo as e:
             if path not in self._warned:  # one warning per file (per worker process)
                 self._warned.add(path)
                 log.warning("skipping unreadable video %s: %s", path, e)
             return Skipped(path, str(e))
-        frames = center_square(frames)
+        frames = center_square(frames)                      # the square rule: see transforms.center_square
         size = None
         if self.crop is not None:
             frames = self.crop(frames, g)
@@ -171,8 +172,9 @@ class VideoFolder(Dataset):
         """Stack good items into a :class:`Batch`; undecodable ones go to ``skipped_paths``."""
         good = [it for it in items if not isinstance(it, Skipped)]
         skipped = [it.path for it in items if isinstance(it, Skipped)]
-        if not good:
-            empty = torch.empty(0, self.cfg.clip_len, 3, 1, 1)
+        if not good:  # every clip was bad: a zero-row batch (B=0) that still lists the skipped paths
+            S = self.gaze_transform.shortest_edge
+            empty = torch.empty(0, self.cfg.clip_len, 3, S, S)
             return Batch(empty, empty, [], None, skipped_paths=skipped)
         video = torch.stack([it["video"] for it in good])
         shared = all(it["video_for_task"] is it["video"] for it in good)
