@@ -42,6 +42,7 @@ from typing import Callable
 import torch
 
 from autogaze.train import CONFIG_DIR
+from autogaze.utils.runtime import tune_cpu_allocator
 
 log = logging.getLogger("autogaze.demo")
 
@@ -388,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
     demo = Demo(root=Path(args.root), extra_overrides=list(args.overrides), data_dir=args.data_root)
     t0 = time.perf_counter()
     timings = run_demo(demo, args.only)

@@ -1,15 +1,17 @@
 """Gaze-model speed on CPU (or CUDA): prints figures, asserts nothing. Not a test.
 
-    .venv/bin/python benchmarks/gaze.py [--threads 2 1] [--repeats 5] [--device cpu]
+    .venv/bin/python benchmarks/gaze.py [--threads 2 1] [--repeats 7] [--device cpu]
 
 Times, in one run and side by side (the machine may be shared; compare ratios):
   1. greedy gazing of one 16x224 clip at ratio 0.1, and at ratio 0.75 with requirement 0.7
      (the released architecture, K = 10; fixture weights when ../shared is present, else random);
   2. a teacher-forced forward + backward at batch 8 with 26 gazes per frame (no padded slot);
-  3. the same with 30% of the slots padded, packed (decoder.packed_attention) against the
-     reference masked path, run interleaved: the before/after ratio of the padding fast path.
-Each in fp32 and under bf16 autocast, for every thread count given. Medians (and minima) of the
-repeats; the load average is printed, since other processes only ever add time.
+  3. the same with 30% of the slots padded.
+Each case runs on the fast path (the default: decoder.fast_path, oneDNN linears) and on the
+reference path (each LlamaDecoderLayer's own forward with one additive mask, MKL linears),
+interleaved repeat by repeat so that a change of machine load hits both alike; in fp32 and under
+bf16 autocast; for every thread count given. The process uses the allocator setting of our entry
+points (autogaze.utils.runtime). Figures: minimum (the least disturbed run) and median.
 Reference: upstream on the 2-core CPU, 2 threads, random weights: ~0.81 s for the ratio-0.1
 gazing and ~9.3 s for the teacher-forced batch.
 """
@@ -23,8 +25,10 @@ from pathlib import Path
 
 import torch
 
+import autogaze.utils.linear as fast_linear
 from autogaze.models.autogaze import AutoGaze, AutoGazeConfig
 from autogaze.types import Budget, Gazes
+from autogaze.utils.runtime import tune_cpu_allocator
 
 FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "upstream" / "autogaze_model"
 UPSTREAM_S = {"greedy ratio 0.1": 0.81, "train step b8": 9.3}
@@ -39,21 +43,32 @@ def load_model(device: str) -> AutoGaze:
     return AutoGaze(cfg).to(device)
 
 
-def timed_interleaved(fns: dict, repeats: int) -> dict:
-    """{name: fn} -> {name: (median s, min s, last result)}; one warm-up each, then the variants
-    run in turn every repeat, so a change of machine load hits them alike."""
-    out = {name: fn() for name, fn in fns.items()}
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            out[name] = fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(t), min(t), out[name]) for name, t in times.items()}
+@contextlib.contextmanager
+def path(model: AutoGaze, fast: bool):
+    """The fast path (default) or the reference path (see the module docstring)."""
+    model.decoder.fast_path, fast_linear.ENABLED = fast, fast
+    try:
+        yield
+    finally:
+        model.decoder.fast_path, fast_linear.ENABLED = True, True
+
+
+def timed_pair(model: AutoGaze, fn, repeats: int) -> dict:
+    """fn() on both paths -> {"fast"|"reference": (min s, median s, last result)}; one warm-up each,
+    then the two alternate every repeat."""
+    times, out = {"fast": [], "reference": []}, {}
+    for rep in range(repeats + 1):
+        for name in times:
+            with path(model, name == "fast"):
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                out[name] = fn()
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                if rep:
+                    times[name].append(time.perf_counter() - t0)
+    return {name: (min(t), statistics.median(t), out[name]) for name, t in times.items()}
 
 
 def random_gazes(B: int, T: int, n: int, P: int, device, seed: int = 0, pad_prob: float = 0.0) -> Gazes:
@@ -65,16 +80,12 @@ def random_gazes(B: int, T: int, n: int, P: int, device, seed: int = 0, pad_prob
     return Gazes(ids.to(device), pad.to(device), torch.full((T,), n, device=device), P)
 
 
-def train_step(model: AutoGaze, batch: torch.Tensor, gazes: Gazes, packed: bool = True) -> torch.Tensor:
+def train_step(model: AutoGaze, batch: torch.Tensor, gazes: Gazes) -> torch.Tensor:
     """Teacher-forced forward + backward; returns the log-probs [B, N] (detached)."""
-    model.decoder.packed_attention = packed
-    try:
-        model.zero_grad(set_to_none=True)
-        scores = model.score(batch, gazes)
-        real = ~gazes.is_padded
-        (-scores.log_probs[real].mean() + scores.task_loss_prediction[real].pow(2).mean()).backward()
-    finally:
-        model.decoder.packed_attention = True
+    model.zero_grad(set_to_none=True)
+    scores = model.score(batch, gazes)
+    real = ~gazes.is_padded
+    (-scores.log_probs[real].mean() + scores.task_loss_prediction[real].pow(2).mean()).backward()
     return scores.log_probs.detach()
 
 
@@ -82,31 +93,34 @@ def agreement(a, b) -> str:
     """How close two results of one case are (bf16 vs fp32, or fast vs reference path)."""
     if isinstance(a, torch.Tensor):
         return f"max |dp| {float((a.exp() - b.exp()).abs().max()):.2g}"
+    if torch.equal(a.gazes.ids, b.gazes.ids) and torch.equal(a.gazes.is_padded, b.gazes.is_padded):
+        return "identical gazes"
     ma, mb = a.gazes.to_mask(), b.gazes.to_mask()
     jac = float(((ma * mb).sum(-1) / ((ma + mb) > 0).sum(-1).clamp_min(1)).mean())
     return f"gaze Jaccard {jac:.3f}"
 
 
 def run_cases(model, video, budgets, batch, gazes, padded, repeats: int) -> dict:
-    """{case: (median, min, result)} for the current thread count and autocast state."""
+    """{case: timed_pair result} for the current thread count and autocast state."""
     res = {}
-    for name, budget in budgets.items():
-        res.update(timed_interleaved({name: lambda b=budget: model.generate(video, b)}, repeats))
+    with torch.no_grad():
+        for name, budget in budgets.items():
+            res[name] = timed_pair(model, lambda b=budget: model.generate(video, b), repeats)
     n = max(1, repeats // 2)
-    res.update(timed_interleaved({"train step b8": lambda: train_step(model, batch, gazes)}, n))
-    res.update(timed_interleaved({"train b8 30% pad, packed": lambda: train_step(model, batch, padded),
-                                  "train b8 30% pad, masked": lambda: train_step(model, batch, padded, False)}, n))
+    res["train step b8"] = timed_pair(model, lambda: train_step(model, batch, gazes), n)
+    res["train b8 30% pad"] = timed_pair(model, lambda: train_step(model, batch, padded), n)
     return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, nargs="+", default=[2, 1])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--train-batch", type=int, default=8)
     args = ap.parse_args()
     dev = args.device
+    allocator = tune_cpu_allocator()
     model = load_model(dev).eval()
     P = model.tokens_per_frame
     video = torch.randn(1, 16, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(dev)
@@ -119,7 +133,8 @@ def main() -> None:
     gazes = random_gazes(args.train_batch, 16, 26, P, dev)
     padded = random_gazes(args.train_batch, 16, 26, P, dev, seed=1, pad_prob=0.3)
 
-    print(f"device={dev} repeats={args.repeats}; seconds as median (min); loadavg {_loadavg()}")
+    print(f"device={dev} repeats={args.repeats} allocator tuning={allocator}; seconds as min / median; "
+          f"loadavg {_loadavg()}")
     for threads in args.threads:
         torch.set_num_threads(threads)
         results = {}
@@ -129,23 +144,22 @@ def main() -> None:
             with ctx:
                 results[precision] = run_cases(model, video, budgets, batch, gazes, padded, args.repeats)
         print(f"--- threads={threads}  loadavg after {_loadavg()}")
-        for name in results["fp32"]:
-            line = f"{name:28s}"
-            for precision in ("fp32", "bf16"):
-                med, low, _ = results[precision][name]
-                line += f"  {precision} {med:7.3f} ({low:6.3f}) s"
-            ref = UPSTREAM_S.get(name)
-            if ref:
-                line += f"  vs upstream {ref:.2f} s: fp32 {ref / results['fp32'][name][0]:4.2f}x, " \
-                        f"bf16 {ref / results['bf16'][name][0]:4.2f}x"
-            print(line + f"   bf16 vs fp32: {agreement(results['fp32'][name][2], results['bf16'][name][2])}")
         for precision in ("fp32", "bf16"):
-            fast, ref = results[precision]["train b8 30% pad, packed"], results[precision]["train b8 30% pad, masked"]
-            print(f"padded training, packed vs masked ({precision}): {ref[0] / fast[0]:4.2f}x faster, "
-                  f"{agreement(fast[2], ref[2])}")
+            for name, res in results[precision].items():
+                (f_min, f_med, f_out), (r_min, r_med, r_out) = res["fast"], res["reference"]
+                line = (f"{precision} {name:26s} fast {f_min:6.3f} / {f_med:6.3f} s   reference {r_min:6.3f} / "
+                        f"{r_med:6.3f} s   fast/reference {r_min / f_min:4.2f}x")
+                ref = UPSTREAM_S.get(name)
+                if ref:
+                    line += f"   vs upstream {ref:.2f} s: {ref / f_min:4.2f}x (min), {ref / f_med:4.2f}x (median)"
+                print(line + f"   fast vs reference: {agreement(f_out, r_out)}")
+        for name in results["fp32"]:
+            print(f"bf16 vs fp32, {name}: {agreement(results['fp32'][name]['fast'][2], results['bf16'][name]['fast'][2])}")
     # fp32 outputs are deterministic run to run (same gazes every repeat)
-    again = model.generate(video, budgets["greedy ratio 0.1"])
-    print("fp32 greedy repeat identical:", torch.equal(again.gazes.ids, results["fp32"]["greedy ratio 0.1"][2].gazes.ids))
+    with torch.no_grad():
+        again = model.generate(video, budgets["greedy ratio 0.1"])
+    print("fp32 greedy repeat identical:",
+          torch.equal(again.gazes.ids, results["fp32"]["greedy ratio 0.1"]["fast"][2].gazes.ids))
 
 
 def _loadavg() -> str:

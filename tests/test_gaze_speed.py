@@ -1,7 +1,8 @@
 """Fast paths equal the reference masked path (tiny random model: P = 20 tokens, K = 3, 4 frames).
 
-``GazeDecoder.packed_attention`` packs padded rows so attention runs without a mask (decoder.py,
-``_body_packed``); False selects the reference: one additive mask for every layer.
+``GazeDecoder.fast_path`` evaluates the layers from their sub-modules and packs padded rows so
+attention runs without a mask (decoder.py, layers.py); False selects the reference: each layer's own
+forward with one additive mask.
 """
 import contextlib
 
@@ -20,11 +21,11 @@ def video():
 
 @contextlib.contextmanager
 def reference_path(model):
-    model.decoder.packed_attention = False
+    model.decoder.fast_path = False
     try:
         yield
     finally:
-        model.decoder.packed_attention = True
+        model.decoder.fast_path = True
 
 
 def padded_gazes(n: int, pad_prob: float, seed: int) -> Gazes:

@@ -77,9 +77,9 @@ def score_hidden(decoder, hidden: Tensor, src_rows: Tensor, last_rows: Tensor, g
     """
     K, eos = decoder.num_multi_token_pred, decoder.eos_id
     r = slot_in_frame % K  # [N] head that predicts each slot
-    logits_all, tl_src = decoder.heads(hidden[:, src_rows])  # [B, N, K, V], [B, N, K]
-    idx = r.view(1, -1, 1, 1).expand(hidden.shape[0], -1, 1, logits_all.shape[-1])
-    logits = logits_all.gather(2, idx).squeeze(2)  # [B, N, V]
+    src = hidden[:, src_rows]  # [B, N, D]
+    logits = decoder.head_logits(src, r)  # [B, N, V]
+    tl_src = decoder.task_loss_prediction_head(src).float()  # [B, N, K]
     local = torch.where(gazes.is_padded, torch.full_like(gazes.ids, eos), gazes.local_ids())
     if masked:
         logits = masked_distribution(logits, local, slot_in_frame, K, eos, temperature, top_k)
