@@ -22,6 +22,7 @@ from autogaze.datasets.decode import load_clip
 from autogaze.datasets.synthetic import make_synthetic_dataset
 from autogaze.datasets.transforms import VideoTransform
 from autogaze.datasets.video_folder import VideoFolder
+from autogaze.utils.runtime import tune_cpu_allocator
 
 
 def _rate(fn, n_clips: int) -> float:
@@ -31,6 +32,7 @@ def _rate(fn, n_clips: int) -> float:
 
 
 def main() -> None:
+    tune_cpu_allocator()  # as our entry points do
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--frames", type=int, default=16)

@@ -149,7 +149,7 @@ def main() -> None:
                 (f_min, f_med, f_out), (r_min, r_med, r_out) = res["fast"], res["reference"]
                 line = (f"{precision} {name:26s} fast {f_min:6.3f} / {f_med:6.3f} s   reference {r_min:6.3f} / "
                         f"{r_med:6.3f} s   fast/reference {r_min / f_min:4.2f}x")
-                ref = UPSTREAM_S.get(name)
+                ref = UPSTREAM_S.get(name) if threads == 2 else None  # upstream was timed with 2 threads
                 if ref:
                     line += f"   vs upstream {ref:.2f} s: {ref / f_min:4.2f}x (min), {ref / f_med:4.2f}x (median)"
                 print(line + f"   fast vs reference: {agreement(f_out, r_out)}")

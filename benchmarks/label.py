@@ -27,6 +27,7 @@ import torch
 from autogaze.labeling import LabelBudget, clip_generator, label_clip, sample_clip_budget
 from autogaze.labeling.greedy import FrameScorer, frozen, greedy_frame
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
+from autogaze.utils.runtime import tune_cpu_allocator
 
 PRESETS = {"tiny": "tiny", "base": "facebook/vit-mae-base", "large": "facebook/vit-mae-large"}
 
@@ -108,6 +109,7 @@ def label_real_clip(path: str, device, candidate_batch: int) -> None:
 
 
 def main() -> None:
+    tune_cpu_allocator()  # as our entry points do
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dims", default="tiny,base", help="comma list of " + ",".join(PRESETS))

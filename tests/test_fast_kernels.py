@@ -12,7 +12,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 import autogaze.utils.linear as fast_linear
 from autogaze.models.autogaze.generation import SamplerSettings, _pick_greedy, _pick_sequential
-from autogaze.models.autogaze.layers import _fused, _rope, rope_tables
+from autogaze.models.autogaze.layers import _fused, _rope, mlp, rope_tables
 from autogaze.models.autogaze.vision_encoder import ShallowVideoConvNet
 from autogaze.utils.runtime import tune_cpu_allocator
 
@@ -55,6 +55,18 @@ def test_linear_route_rules():
     finally:
         fast_linear.ENABLED = True
     assert fast_linear.use_onednn(torch.randn(64, 192), w) == fast_linear._AVAILABLE
+
+
+def test_fast_path_traces_under_torch_compile(model):
+    """torch.compile (dynamo) sees plain ops: F.linear and a fresh weight concatenation, no graph break."""
+    layer = model.decoder.model.layers[0]
+    x = torch.randn(1, 40, layer.self_attn.q_proj.in_features)
+
+    def block(x):
+        return mlp(layer.mlp, x) + fast_linear.linear(x, layer.self_attn.o_proj.weight)
+
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(block, backend="eager", fullgraph=True)(x), block(x))
 
 
 def test_greedy_pick_equals_sequential_loop():

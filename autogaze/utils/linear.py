@@ -63,6 +63,7 @@ class _OneDNNLinear(torch.autograd.Function):
 def use_onednn(x: Tensor, weight: Tensor) -> bool:
     """Whether ``linear`` takes the oneDNN route for this input (see the module docstring)."""
     return (ENABLED and _AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.compiler.is_compiling()  # inductor picks its own kernels (and cannot lower this op)
             and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
             and x.numel() // max(x.shape[-1], 1) * weight.shape[0] >= MIN_OUTPUTS)
 

@@ -24,6 +24,7 @@ from autogaze.models.autogaze.scoring import top_k_filter
 from autogaze.types import Budget, Gazes
 
 NEG_INF = float("-inf")
+GREEDY_HOST_ROWS = 16  # _pick_chunk: greedy picks for at most this many rows use _pick_greedy
 
 
 @dataclass
@@ -94,7 +95,9 @@ def _pick_chunk(logits: Tensor, banned: Tensor, s: SamplerSettings) -> tuple[Ten
     """
     logits = logits.masked_fill(banned[:, None], NEG_INF)
     if not s.do_sample:
-        return _pick_greedy(logits)
+        # the host scan costs B * k^2 Python steps: worth it for few rows (the per-op cost of the loop
+        # dominates there), not for a large batch, where the loop's ops are one launch per head
+        return _pick_greedy(logits) if logits.shape[0] <= GREEDY_HOST_ROWS else _pick_sequential(logits, s)
     return _pick_sequential(top_k_filter(logits / s.temperature, s.top_k), s)  # top-k first, as upstream
 
 

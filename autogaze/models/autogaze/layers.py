@@ -52,7 +52,7 @@ def _fused(modules) -> tuple[Tensor, Tensor | None]:
         weight = torch.cat([m.weight for m in modules])
         return weight, None if modules[0].bias is None else torch.cat([m.bias for m in modules])
 
-    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+    if (torch.is_grad_enabled() and any(p.requires_grad for p in params)) or torch.compiler.is_compiling():
         return build()
     key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
     cached = modules[0].__dict__.get("_fused_inference")
