@@ -379,11 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m autogaze.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=".", help="folder that gets data/ and exps/")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads; 1 is fastest for these tiny models (per-op overhead dominates)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these tiny models)")
     p.add_argument("--only", nargs="*", help="run only these stages: " + " ".join(s.name for s in STAGES))
-    p.add_argument("--data-root", type=Path,
-                   help="your videos: a folder with train/ and val/ of .mp4 clips, or any folder of videos")
+    p.add_argument("--data-root", type=Path, help="train/ and val/ folders of .mp4s, or any folder of videos")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every training stage")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaModel
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-from autogaze.models.autogaze.layers import last_layer_at, layer_cached, layer_packed, norm, rope_tables
+from autogaze.models.autogaze.layers import additive, last_layer_at, layer_cached, layer_packed, norm, rope_tables
 from autogaze.types import Gazes
 from autogaze.utils.linear import linear
 
@@ -132,9 +132,7 @@ class GazeDecoder(nn.Module):
         def masked(q_orig: Tensor) -> Tensor:
             """q_orig [B, S] original index of each query -> additive [B, 1, S, L] over packed keys:
             a key is visible if real and not after the query in the original order."""
-            keep_qk = keep_p[:, None, :] & (order[:, None, :] <= q_orig[:, :, None])
-            return torch.zeros(keep_qk.shape, dtype=dtype, device=h.device).masked_fill_(
-                ~keep_qk, torch.finfo(dtype).min)[:, None]
+            return additive(keep_p[:, None, :] & (order[:, None, :] <= q_orig[:, :, None]), dtype)[:, None]
 
         tail_mask = masked(order[:, n_head:]) if n_head < L else None
         for layer in llama.layers[:-1]:
@@ -216,14 +214,12 @@ def additive_mask_4d(full_mask: Tensor, q_len: int, dtype: torch.dtype) -> Tenso
     """Our own attention mask, so transformers skips its generic (vmap-based) mask builder.
 
     full_mask [B, L_kv] (1 = real token; the last q_len entries are the queries) ->
-    additive [B, 1, q_len, L_kv] in ``dtype``: 0 where attention is allowed (causal, real keys),
-    the dtype's minimum elsewhere (as transformers' eager masks; no NaN for an all-masked row).
+    additive [B, 1, q_len, L_kv] in ``dtype`` (``layers.additive``): causal, real keys only.
     """
     B, L = full_mask.shape
     q_pos = torch.arange(L - q_len, L, device=full_mask.device)
     causal = torch.arange(L, device=full_mask.device)[None, :] <= q_pos[:, None]  # [q, L]
-    keep = full_mask.bool()[:, None, None, :] & causal  # [B, 1, q, L]
-    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, torch.finfo(dtype).min)
+    return additive(full_mask.bool()[:, None, None, :] & causal, dtype)  # [B, 1, q, L]
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:

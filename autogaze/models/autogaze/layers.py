@@ -30,6 +30,12 @@ def rows(x: Tensor, sel: Tensor) -> Tensor:
     return x.gather(1, sel.view(*sel.shape, *[1] * (x.dim() - 2)).expand(*sel.shape, *x.shape[2:]))
 
 
+def additive(keep: Tensor, dtype: torch.dtype) -> Tensor:
+    """Boolean attention mask (True = may attend) -> additive mask in ``dtype``: 0 or the dtype's
+    minimum (as transformers' eager masks: no NaN for a row with nothing visible)."""
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, torch.finfo(dtype).min)
+
+
 def norm(module, x: Tensor) -> Tensor:
     """LlamaRMSNorm ``module`` applied to x [..., D]: one ``F.rms_norm`` call for fp32 input outside
     autocast (the same value; the module's forward is eight ops), else the module itself."""
@@ -151,7 +157,7 @@ def last_layer_at(layer, h: Tensor, sel: Tensor, cos: Tensor, sin: Tensor, mask4
     if mask4 is None:  # causal without pads: query at new-token index i sees keys 0..past+i
         idx = torch.arange(k.shape[2], device=h.device)
         keep = idx[None, :] <= (k.shape[2] - L + sel)[:, None]  # [S, L_kv]
-        mask = torch.zeros(keep.shape, dtype=q.dtype, device=h.device).masked_fill_(~keep, torch.finfo(q.dtype).min)
+        mask = additive(keep, q.dtype)
     elif sel.dim() == 2:
         mask = mask4
     else:
