@@ -7,6 +7,7 @@
         --models untrained=untrained:exps/demo_ntp ntp=exps/demo_ntp rl=exps/demo_grpo random grid framediff \
         --ratios 0.05,0.1,0.2,0.3,0.5 --thresholds 1.0 --out exps/eval
     -> exps/eval/{loss_vs_ratio.csv, loss_vs_ratio.png, ratio_to_reach.csv} and a printed table.
+    ... --labels data/synthetic/val_labels.json    also -> exps/eval/imitation.csv (evaluation/imitation.py)
 
 Every model (AutoGaze, a baseline from models/baselines.py, or the greedy oracle of
 labeling/oracle.py) gets the same per-frame budget ``max(int(ratio * P), 1)``, gazes greedily
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-batches", type=int, help="cap the batches per point (default: the whole split)")
     p.add_argument("--seed", type=int, default=0, help="random baseline draws and untrained init")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for small models)")
+    p.add_argument("--labels", help="a gazing_labels.json of the split: also write imitation.csv (top-1, Jaccard)")
     p.add_argument("--out", default="eval", help="output folder (default ./eval)")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -226,6 +228,15 @@ def main(argv: list[str] | None = None) -> None:
                                    batch_size=a.batch_size, max_batches=a.max_batches, seed=a.seed, out=a.out)
     print(format_table(curve, reach))
     print(f"wrote {a.out}/loss_vs_ratio.csv, {a.out}/loss_vs_ratio.png, {a.out}/ratio_to_reach.csv")
+    if a.labels:
+        from autogaze.evaluation.imitation import IMITATION_COLUMNS, imitation_table
+        from autogaze.evaluation.report import write_csv
+
+        rows = imitation_table(a.models, a.config, a.labels, split=a.split, data_root=a.data_root,
+                               batch_size=a.batch_size, max_batches=a.max_batches, seed=a.seed)
+        write_csv(rows, IMITATION_COLUMNS, Path(a.out) / "imitation.csv")
+        for r in rows:
+            print(" ".join(f"{k}={r[k]}" for k in IMITATION_COLUMNS))
 
 
 if __name__ == "__main__":

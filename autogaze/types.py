@@ -109,11 +109,14 @@ class GazeScores:
     log_probs:            FloatTensor [B, N]  log p(gaze_n | context), log_softmax (not log(p+eps)).
     task_loss_prediction: FloatTensor [B, N]  predicted task loss after each gaze.
     entropy:              FloatTensor [B, N] or None  entropy of the scored distribution per slot.
+    argmax_ids:           LongTensor [B, N] or None   most likely frame-local id of each slot's
+                                                      scored distribution (``score(with_argmax=True)``).
     """
 
     log_probs: Tensor
     task_loss_prediction: Tensor
     entropy: Tensor | None = None
+    argmax_ids: Tensor | None = None
 
 
 @dataclass

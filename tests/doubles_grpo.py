@@ -110,3 +110,24 @@ class ClipDataset(Dataset):
     def collate(items) -> Batch:
         video = torch.stack(items)
         return Batch(video, video, [f"clip{i}" for i in range(len(items))])
+
+
+class PlantedPatchTask(nn.Module):
+    """TEST DOUBLE task with a planted answer: loss of frame t = 0 if local patch ``target`` is gazed
+    in frame t, else 1 (reward = -loss), for the rebuilt frames ``frame_ids``."""
+
+    def __init__(self, target: int, frame_ids=(0,)):
+        super().__init__()
+        self.target, self.frame_ids = target, list(frame_ids)
+        self.scale = nn.Parameter(torch.ones(()))  # a frozen parameter, as a real task has
+
+    def forward(self, video, gazes: Gazes) -> TaskOutput:
+        hit = gazes.to_mask()[..., self.target]                          # [B, T]
+        fids = torch.tensor(self.frame_ids, device=hit.device)
+        per_frame = self.scale * (1.0 - hit[:, fids])                    # [B, F]
+        traj_len = gazes.num_per_frame.to(hit.device).cumsum(0)[fids]   # [F]
+        B, N = gazes.ids.shape
+        none = torch.zeros(B, N, dtype=torch.bool, device=hit.device)
+        return TaskOutput(per_frame.mean(1), per_frame, -per_frame.detach(), fids, traj_len,
+                          torch.zeros(B, N, device=hit.device), none,
+                          metrics={"reconstruction_loss": per_frame.mean().detach()})

@@ -43,6 +43,15 @@ def test_framediff_gazes_where_the_frame_changed():
     g = FrameDiffGaze.from_config(CFG).generate(video, Budget(torch.tensor([[1, 1]]))).gazes
     local = g.local_ids()[0, 1].item()
     assert local == 69 + 10 * 14 + 2                             # row 10, col 2 of the 14x14 scale
+    assert g.local_ids()[0, 0].item() == 0                       # frame 0: coverage, coarsest first
+
+
+def test_framediff_falls_back_to_coverage_order_where_nothing_changed():
+    video = torch.zeros(1, 2, 3, 224, 224)
+    budget = Budget(torch.tensor([[5, 5]]))
+    fd = FrameDiffGaze.from_config(CFG).generate(video, budget).gazes
+    grid = GridGaze.from_config(CFG).generate(video, budget).gazes
+    assert torch.equal(fd.local_ids(), grid.local_ids())        # a static frame: the grid's order
 
 
 def test_full_takes_everything():

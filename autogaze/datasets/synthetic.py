@@ -1,4 +1,7 @@
-"""Deterministic synthetic mp4 clips: textured shapes moving over textured, drifting backgrounds.
+"""Deterministic synthetic mp4 clips: textured shapes moving over textured backgrounds, with masks.
+
+Most clips have a static camera (only the objects move); a share pan the camera. Every clip is
+written with its per-pixel object ids beside it (``clip_00000_masks.npz``), for object-hit metrics.
 
 Used by the tests, the data benchmark and the default demo run, so that everything works without the
 real training videos. Each clip is a pure function of ``(seed, split, index)``: the pixels written
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -40,42 +44,71 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return out
 
 
-def make_clip(num_frames: int, size: int | tuple[int, int], seed: int) -> np.ndarray:
-    """Render one clip.
+@dataclass(frozen=True)
+class World:
+    """What a synthetic clip looks like. Each clip draws its own values from these ranges.
+
+    pan_fraction: share of clips whose camera pans (the background drifts); the rest have a static
+        camera, so only the objects change and most patches are predictable from the previous frame,
+        as in most real video.
+    num_objects: (lo, hi) objects per clip, inclusive.
+    radius: (lo, hi) object half-size as a fraction of the shorter side.
+    speed: (lo, hi) object speed in pixels per frame at 64 px (scaled with the frame).
+    pan_speed: maximum background drift in pixels per frame at 64 px (panning clips only).
+    background_gain: background brightness factor (< 1 keeps objects visible against it).
+    """
+
+    pan_fraction: float = 0.25
+    num_objects: tuple[int, int] = (1, 3)
+    radius: tuple[float, float] = (0.1, 0.25)
+    speed: tuple[float, float] = (1.0, 3.0)
+    pan_speed: float = 1.5
+    background_gain: float = 0.7
+
+
+def render_clip(num_frames: int, size: int | tuple[int, int], seed: int,
+                world: World = World()) -> tuple[np.ndarray, np.ndarray]:
+    """Render one clip and its object masks.
 
     Args:
         num_frames: T.
         size: side S (square) or (H, W); each must be even (yuv420p needs even sides).
         seed: the only source of randomness.
+        world: the ranges the clip's camera and objects are drawn from.
     Returns:
-        uint8 [T, H, W, 3] RGB frames.
+        (frames uint8 [T, H, W, 3] RGB, masks uint8 [T, H, W]): mask value 0 is background and
+        k >= 1 is the k-th object (later objects are drawn over earlier ones).
     """
     H, W = (size, size) if isinstance(size, int) else size
     if H % 2 or W % 2:
         raise ValueError(f"synthetic clip sides must be even for yuv420p, got {H}x{W}")
     rng = np.random.default_rng(seed)
-    # Background twice as large as the frame, so it can drift (camera motion) without wrapping.
-    bg = _texture(rng, 2 * H, 2 * W) * 0.7
-    bg_vel = rng.uniform(-1.5, 1.5, size=2) * max(H, W) / 64
+    # Background twice as large as the frame, so a panning camera never wraps.
+    bg = _texture(rng, 2 * H, 2 * W) * world.background_gain
+    pans = rng.uniform() < world.pan_fraction
+    bg_vel = rng.uniform(-world.pan_speed, world.pan_speed, size=2) * max(H, W) / 64 if pans else np.zeros(2)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
 
     shapes = []
-    for _ in range(int(rng.integers(2, 4))):
-        r = rng.uniform(0.1, 0.25) * min(H, W)
+    for _ in range(int(rng.integers(world.num_objects[0], world.num_objects[1] + 1))):
+        r = rng.uniform(*world.radius) * min(H, W)
+        angle = rng.uniform(0, 2 * np.pi)
+        speed = rng.uniform(*world.speed) * min(H, W) / 64
         shapes.append(dict(
             kind=int(rng.integers(0, 2)),                      # 0 disc, 1 square
             radius=r,
             pos=rng.uniform(r, [H - r, W - r]),                # (y, x) centre
-            vel=rng.uniform(-3.0, 3.0, size=2) * min(H, W) / 64,
+            vel=speed * np.array([np.sin(angle), np.cos(angle)]),
             tex=_texture(rng, H, W),
         ))
 
     frames = np.empty((num_frames, H, W, 3), np.uint8)
+    masks = np.zeros((num_frames, H, W), np.uint8)
     for t in range(num_frames):
         oy = int(np.clip(H / 2 + bg_vel[0] * t, 0, H))
         ox = int(np.clip(W / 2 + bg_vel[1] * t, 0, W))
         img = bg[oy:oy + H, ox:ox + W].copy()
-        for s in shapes:
+        for k, s in enumerate(shapes, start=1):
             cy, cx = s["pos"] + s["vel"] * t
             # Bounce off the borders: reflect the centre into [r, side - r].
             cy = _bounce(cy, s["radius"], H)
@@ -85,8 +118,26 @@ def make_clip(num_frames: int, size: int | tuple[int, int], seed: int) -> np.nda
             else:
                 inside = (np.abs(yy - cy) <= s["radius"]) & (np.abs(xx - cx) <= s["radius"])
             img[inside] = s["tex"][inside]
+            masks[t][inside] = k
         frames[t] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return frames
+    return frames, masks
+
+
+def make_clip(num_frames: int, size: int | tuple[int, int], seed: int, world: World = World()) -> np.ndarray:
+    """``render_clip`` without the masks: uint8 [T, H, W, 3] RGB frames."""
+    return render_clip(num_frames, size, seed, world)[0]
+
+
+def masks_path(video_path: str | Path) -> Path:
+    """Where a clip's object masks live: ``clip_00000.mp4`` -> ``clip_00000_masks.npz``."""
+    p = Path(video_path)
+    return p.with_name(p.stem + "_masks.npz")
+
+
+def load_masks(video_path: str | Path) -> np.ndarray:
+    """The object masks written beside a synthetic clip: uint8 [T, H, W] (0 = background)."""
+    with np.load(masks_path(video_path)) as z:
+        return z["masks"]
 
 
 def _bounce(c: float, r: float, side: int) -> float:
@@ -121,8 +172,9 @@ def clip_seed(seed: int, split: str, index: int) -> int:
 
 
 def make_synthetic_dataset(root: str | Path, n_train: int = 32, n_val: int = 8, num_frames: int = 16,
-                           size: int | tuple[int, int] = 224, seed: int = 0) -> Path:
-    """Write ``root/train/clip_00000.mp4 ...`` and ``root/val/clip_00000.mp4 ...``; return ``root``.
+                           size: int | tuple[int, int] = 224, seed: int = 0, world: World = World()) -> Path:
+    """Write ``root/{train,val}/clip_00000.mp4 ...``, each with its ``clip_00000_masks.npz``
+    (``masks``: uint8 [T, H, W] object ids); return ``root``.
 
     Existing files are overwritten, so calling twice with the same arguments gives the same bytes.
     """
@@ -130,8 +182,9 @@ def make_synthetic_dataset(root: str | Path, n_train: int = 32, n_val: int = 8, 
     for split, n in (("train", n_train), ("val", n_val)):
         (root / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            frames = make_clip(num_frames, size, clip_seed(seed, split, i))
-            write_mp4(root / split / f"clip_{i:05d}.mp4", frames)
+            frames, masks = render_clip(num_frames, size, clip_seed(seed, split, i), world)
+            path = write_mp4(root / split / f"clip_{i:05d}.mp4", frames)
+            np.savez_compressed(masks_path(path), masks=masks)
     return root
 
 
@@ -143,8 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pan-fraction", type=float, default=World.pan_fraction, help="share of panning clips")
     a = p.parse_args(argv)
-    root = make_synthetic_dataset(a.out, a.n_train, a.n_val, a.frames, a.size, a.seed)
+    root = make_synthetic_dataset(a.out, a.n_train, a.n_val, a.frames, a.size, a.seed, World(pan_fraction=a.pan_fraction))
     print(f"wrote {a.n_train} train + {a.n_val} val clips ({a.frames}x{a.size}x{a.size}) to {root}")
 
 

@@ -122,23 +122,21 @@ class GridGaze(BaselineGaze):
 class FrameDiffGaze(BaselineGaze):
     """Patches where the frame changed most since the previous frame (RGB absolute difference).
 
-    Frame 0 has no predecessor and uses the spatial gradient magnitude instead. Each token's score
-    is the mean change inside its pixel square; finer scales get a tiny bonus so that, at equal
-    change, small patches (cheaper context) are preferred.
+    Frame 0 has no predecessor, so it takes GridGaze's coarse-to-fine coverage (the whole frame is
+    new). In later frames each token's score is the mean change inside its pixel square; patches
+    with equal change (e.g. an unchanged static background) fall back to the coverage order.
     """
 
     def token_scores(self, video, generator):
         B, T, C, H, W = video.shape
-        diff = (video[:, 1:] - video[:, :-1]).abs().mean(2)                  # [B, T-1, H, W]
-        gx = (video[:, :1, :, :, 1:] - video[:, :1, :, :, :-1]).abs().mean(2)
-        gy = (video[:, :1, :, 1:, :] - video[:, :1, :, :-1, :]).abs().mean(2)
-        first = F.pad(gx, (0, 1)) + F.pad(gy, (0, 0, 0, 1))                  # [B, 1, H, W]
-        change = torch.cat([first, diff], 1).flatten(0, 1)[:, None]          # [B*T, 1, H, W]
-        scores = []
-        for i, side in enumerate(self.token_space.grid_sides):
-            pooled = F.adaptive_avg_pool2d(change, side).flatten(1)          # [B*T, side^2]
-            scores.append(pooled + 1e-6 * i)
-        return torch.cat(scores, 1).view(B, T, -1)
+        P = self.tokens_per_frame
+        coverage = GridGaze.token_scores(self, video[:, :1], generator)[:, 0]  # [B, P], higher = earlier
+        tie = (coverage - coverage.min()) / (coverage.max() - coverage.min() + 1e-9) * 1e-6  # [B, P] in [0, 1e-6]
+        diff = (video[:, 1:] - video[:, :-1]).abs().mean(2).flatten(0, 1)[:, None]  # [B*(T-1), 1, H, W]
+        pooled = [F.adaptive_avg_pool2d(diff, side).flatten(1) for side in self.token_space.grid_sides]
+        later = torch.cat(pooled, 1).view(B, T - 1, P) + tie[:, None]        # [B, T-1, P]
+        first = (coverage[:, None] - coverage.min()) * 10.0                  # [B, 1, P], any order-preserving map
+        return torch.cat([first, later], 1)
 
 
 class FullGaze(BaselineGaze):

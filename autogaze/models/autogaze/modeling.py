@@ -98,7 +98,8 @@ class AutoGaze(PreTrainedModel):
         return self.gazing_model.embed_video(video)[0]
 
     def score(self, video: Tensor, gazes: Gazes, *, temperature: float = 1.0, masked: bool = False,
-              top_k: int | None = None, vision_tokens: Tensor | None = None, group_size: int = 1) -> GazeScores:
+              top_k: int | None = None, vision_tokens: Tensor | None = None, group_size: int = 1,
+              with_argmax: bool = False) -> GazeScores:
         """Teacher-forced scores of ``gazes`` (spec 4.5, 4.6); differentiable.
 
         video [B, T, 3, H, W]; gazes [B, N]. Default: upstream's unmasked temperature-1 log-softmax.
@@ -107,6 +108,7 @@ class AutoGaze(PreTrainedModel):
         ``group_size=G``: ``video`` holds G identical group-major copies ``(g b)`` of B clips (GRPO's
         expand_groups); the encoder runs (forward and backward) on the first copy only and its
         tokens are repeated, which gives the same values and gradients at 1/G of the encoder cost.
+        ``with_argmax``: also fill ``GazeScores.argmax_ids`` (imitation accuracy, evaluation/imitation.py).
         """
         if vision_tokens is None:
             rows = video.shape[0]
@@ -123,7 +125,7 @@ class AutoGaze(PreTrainedModel):
         top_k = self.config.sampling_top_k if top_k is None else top_k
         return score_hidden(self.decoder, hidden, rows[: src.numel()], rows[src.numel():], gazes,
                             layout.slot_in_frame, temperature=temperature, masked=masked,
-                            top_k=top_k if masked else 0)
+                            top_k=top_k if masked else 0, with_argmax=with_argmax)
 
     @torch.no_grad()
     def generate(self, video: Tensor, budget: Budget, *, temperature: float = 1.0, top_k: int | None = None,

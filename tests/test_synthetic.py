@@ -1,0 +1,54 @@
+"""The synthetic world: static and panning cameras, object masks written beside each clip."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from autogaze.datasets.synthetic import World, load_masks, make_synthetic_dataset, masks_path, render_clip
+from autogaze.labeling.planted import main as planted_main
+
+
+def test_static_camera_changes_only_object_pixels():
+    frames, masks = render_clip(6, 32, seed=3, world=World(pan_fraction=0.0, num_objects=(2, 2)))
+    assert frames.shape == (6, 32, 32, 3) and masks.shape == (6, 32, 32) and masks.dtype == np.uint8
+    assert set(np.unique(masks)) <= {0, 1, 2} and (masks > 0).any()
+    for t in range(1, 6):
+        background = (masks[t] == 0) & (masks[t - 1] == 0)          # background in both frames
+        assert np.array_equal(frames[t][background], frames[t - 1][background])
+        assert not np.array_equal(frames[t], frames[t - 1])          # the objects moved
+
+
+def test_panning_camera_moves_the_background():
+    frames, masks = render_clip(4, 32, seed=3, world=World(pan_fraction=1.0, pan_speed=3.0))
+    background = (masks[1] == 0) & (masks[0] == 0)
+    assert not np.array_equal(frames[1][background], frames[0][background])
+
+
+def test_pan_fraction_is_the_share_of_panning_clips():
+    world = World(pan_fraction=0.25)
+    pans = []
+    for seed in range(200):
+        f, m = render_clip(2, 16, seed, world)
+        bg = (m[0] == 0) & (m[1] == 0)
+        pans.append(not np.array_equal(f[0][bg], f[1][bg]))
+    assert 0.15 < np.mean(pans) < 0.35  # 200 draws of Bernoulli(0.25)
+
+
+def test_dataset_writes_masks_beside_clips_and_planted_cli(tmp_path):
+    root = make_synthetic_dataset(tmp_path / "d", n_train=2, n_val=1, num_frames=4, size=32, seed=0)
+    clip = root / "train" / "clip_00000.mp4"
+    assert masks_path(clip).name == "clip_00000_masks.npz"
+    masks = load_masks(clip)
+    assert masks.shape == (4, 32, 32)
+    out = tmp_path / "planted.json"
+    planted_main(["--data-root", str(root), "--split", "train", "--scales", "16+32", "--clip-len", "4",
+                  "--out", str(out)])
+    labels = json.loads(out.read_text())
+    assert sorted(labels) == ["d/train/clip_00000.mp4", "d/train/clip_00001.mp4"]
+    entry = labels["d/train/clip_00000.mp4"]
+    assert len(entry["gazing_pos"]) == 4 and all(len(f) >= 1 for f in entry["gazing_pos"])
+    with pytest.raises(ValueError, match="fewer than clip_len"):
+        planted_main(["--data-root", str(root), "--split", "val", "--scales", "16+32", "--clip-len", "9",
+                      "--out", str(out)])
