@@ -7,6 +7,7 @@ setup:
 	@bash scripts/setup_env.sh
 
 demo: setup
+	@PYTHON=$(PY) bash scripts/get_real_videos.sh data/real_videos
 	$(PY) -m autogaze.demo
 
 test: setup

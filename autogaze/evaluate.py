@@ -43,18 +43,13 @@ def evaluate_at_ratio(gaze_model: nn.Module, task: nn.Module, batches: Iterable[
     batches: Batches with ``video`` [B, T, 3, H, W] (gaze input) and ``video_for_task`` (task input).
     frame_ids: frames to rebuild (None = every frame). Both modules are put in eval mode and restored.
     """
+    from autogaze.evaluation.loop import eval_mode, nonempty_batches
+
     device = torch.device(device)
-    was_training = gaze_model.training, task.training
-    gaze_model.eval()
-    task.eval()
     loss_sum, ratio_sum, clips = 0.0, 0.0, 0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    try:
-        for i, batch in enumerate(batches):
-            if max_batches is not None and i >= max_batches:
-                break
-            if batch.batch_size == 0:
-                continue
+    with eval_mode(gaze_model, task):
+        for i, batch in nonempty_batches(batches, max_batches):
             batch = batch.to(device)
             T = batch.video.shape[1]
             gen = torch.Generator().manual_seed(seed * 1_000_003 + i)  # same draws for every model
@@ -70,9 +65,6 @@ def evaluate_at_ratio(gaze_model: nn.Module, task: nn.Module, batches: Iterable[
             loss_sum += float(out.loss_per_frame.float().mean(1).sum())
             ratio_sum += float((real / (T * gazes.tokens_per_frame)).sum())
             clips += B
-    finally:
-        gaze_model.train(was_training[0])
-        task.train(was_training[1])
     if clips == 0:
         raise ValueError("no clips to evaluate: the loader gave no (decodable) videos")
     return {"loss": loss_sum / clips, "gazing_ratio": ratio_sum / clips, "clips": float(clips)}

@@ -38,10 +38,10 @@ def subset_labels(src: Path, n: int, out: Path) -> Path:
     return out
 
 
-def run_one(demo: Demo, n: int, steps: int, seed: int, tag: str = "") -> dict:
+def run_one(demo: Demo, n: int, steps: int, seed: int, tag: str = "", labels: Path | None = None) -> dict:
     name = f"ntp_n{n}_s{steps}_seed{seed}{tag}"
     exp = demo.exps / name
-    labels = subset_labels(demo.labels, n, demo.root / "data" / f"labels_first{n}.json")
+    labels = subset_labels(labels or demo.labels, n, demo.root / "data" / f"labels_first{n}{tag}.json")
     if not (exp / "demo_done").exists():
         overrides = [o for o in ntp_overrides(demo) if not o.startswith(("dataset.gt_gazing_pos_paths.train=",
                                                                          "trainer.max_steps="))]
@@ -66,13 +66,14 @@ def main() -> None:
     p.add_argument("--clips", default="192,768,3072")
     p.add_argument("--steps", default="600")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels", type=Path, help="train labels (default <root>/data/gazing_labels.json)")
     p.add_argument("--tag", default="", help="suffix of the experiment names (for runs with overrides)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the NTP runs")
     a = p.parse_args()
     torch.set_num_threads(1)
     tune_cpu_allocator()
     demo = Demo(root=a.root, data_dir=a.root / "data", seed=a.seed, extra_overrides=a.overrides)
-    rows = [run_one(demo, int(n), int(s), a.seed, a.tag) for s in a.steps.split(",") for n in a.clips.split(",")]
+    rows = [run_one(demo, int(n), int(s), a.seed, a.tag, a.labels) for s in a.steps.split(",") for n in a.clips.split(",")]
     out = a.root / f"imitation_scaling{a.tag}.csv"
     with out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

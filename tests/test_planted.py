@@ -18,25 +18,18 @@ from autogaze.algorithms import GRPO, NTP, GazePolicy
 from autogaze.datasets.labels import collate_labels
 from autogaze.evaluation.imitation import imitation_metrics
 from autogaze.labeling.planted import object_patch_labels, patch_cover
-from autogaze.models.autogaze import AutoGaze, AutoGazeConfig
+from autogaze.models.autogaze import AutoGaze
 from autogaze.types import Batch, Budget
 from tests.doubles_grpo import ClipDataset, PlantedPatchTask
 from tests.test_grpo import make_trainer
+from tests.test_grpo_autogaze import tiny_autogaze
 
 SIZE, T, SCALES = 64, 3, (32, 64)  # P = 4 + 16 = 20 patches per frame
 
 
-def tiny_model(seed: int = 0, ratio: float = 0.05, K: int = 2) -> AutoGaze:
-    torch.manual_seed(seed)
-    cfg = AutoGazeConfig(
-        scales="32+64", num_vision_tokens_each_frame=20, max_num_frames=T,
-        gaze_model_config={"input_img_size": SIZE, "vision_model_config": {"hidden_dim": 32, "out_dim": 32},
-                           "connector_config": {"hidden_dim": 32},
-                           "gaze_decoder_config": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
-                                                   "num_hidden_layers": 1, "num_multi_token_pred": K}},
-        gazing_ratio_config={"sample_strategy_during_training": "fixed", "fixed": {"gazing_ratio": ratio}},
-        gazing_ratio_each_frame_config={"sample_strategy_during_training": "uniform"})
-    return AutoGaze(cfg).train()
+def tiny_model(ratio: float = 0.05) -> AutoGaze:
+    """A 32-wide, one-layer AutoGaze with uniform per-frame budgets (``ratio`` of 20 patches)."""
+    return tiny_autogaze(0, width=32, ratio=ratio, frame_strategy="uniform", frames=T)
 
 
 def square_clips(n: int, gen: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import av
@@ -66,8 +67,16 @@ class World:
     background_gain: float = 0.7
 
 
-def render_clip(num_frames: int, size: int | tuple[int, int], seed: int,
-                world: World = World()) -> tuple[np.ndarray, np.ndarray]:
+class RenderedClip(NamedTuple):
+    """frames uint8 [T, H, W, 3] RGB; masks uint8 [T, H, W] (0 = background, k = k-th object, later
+    objects drawn over earlier ones); pans: whether the camera pans in this clip."""
+
+    frames: np.ndarray
+    masks: np.ndarray
+    pans: bool
+
+
+def render_clip(num_frames: int, size: int | tuple[int, int], seed: int, world: World = World()) -> RenderedClip:
     """Render one clip and its object masks.
 
     Args:
@@ -76,8 +85,7 @@ def render_clip(num_frames: int, size: int | tuple[int, int], seed: int,
         seed: the only source of randomness.
         world: the ranges the clip's camera and objects are drawn from.
     Returns:
-        (frames uint8 [T, H, W, 3] RGB, masks uint8 [T, H, W]): mask value 0 is background and
-        k >= 1 is the k-th object (later objects are drawn over earlier ones).
+        RenderedClip(frames, masks, pans).
     """
     H, W = (size, size) if isinstance(size, int) else size
     if H % 2 or W % 2:
@@ -120,7 +128,7 @@ def render_clip(num_frames: int, size: int | tuple[int, int], seed: int,
             img[inside] = s["tex"][inside]
             masks[t][inside] = k
         frames[t] = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return frames, masks
+    return RenderedClip(frames, masks, bool(pans))
 
 
 def make_clip(num_frames: int, size: int | tuple[int, int], seed: int, world: World = World()) -> np.ndarray:
@@ -138,6 +146,12 @@ def load_masks(video_path: str | Path) -> np.ndarray:
     """The object masks written beside a synthetic clip: uint8 [T, H, W] (0 = background)."""
     with np.load(masks_path(video_path)) as z:
         return z["masks"]
+
+
+def clip_pans(video_path: str | Path) -> bool:
+    """Whether the camera of a synthetic clip pans (stored beside it with the masks)."""
+    with np.load(masks_path(video_path)) as z:
+        return bool(z["pans"])
 
 
 def _bounce(c: float, r: float, side: int) -> float:
@@ -174,7 +188,7 @@ def clip_seed(seed: int, split: str, index: int) -> int:
 def make_synthetic_dataset(root: str | Path, n_train: int = 32, n_val: int = 8, num_frames: int = 16,
                            size: int | tuple[int, int] = 224, seed: int = 0, world: World = World()) -> Path:
     """Write ``root/{train,val}/clip_00000.mp4 ...``, each with its ``clip_00000_masks.npz``
-    (``masks``: uint8 [T, H, W] object ids); return ``root``.
+    (``masks``: uint8 [T, H, W] object ids; ``pans``: whether the camera pans); return ``root``.
 
     Existing files are overwritten, so calling twice with the same arguments gives the same bytes.
     """
@@ -182,9 +196,9 @@ def make_synthetic_dataset(root: str | Path, n_train: int = 32, n_val: int = 8, 
     for split, n in (("train", n_train), ("val", n_val)):
         (root / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            frames, masks = render_clip(num_frames, size, clip_seed(seed, split, i), world)
-            path = write_mp4(root / split / f"clip_{i:05d}.mp4", frames)
-            np.savez_compressed(masks_path(path), masks=masks)
+            clip = render_clip(num_frames, size, clip_seed(seed, split, i), world)
+            path = write_mp4(root / split / f"clip_{i:05d}.mp4", clip.frames)
+            np.savez_compressed(masks_path(path), masks=clip.masks, pans=np.array(clip.pans))
     return root
 
 

@@ -17,6 +17,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from autogaze.evaluation.loop import eval_mode, nonempty_batches
 from autogaze.types import Batch, Budget
 
 
@@ -24,16 +25,10 @@ from autogaze.types import Batch, Budget
 def imitation_metrics(model: nn.Module, batches: Iterable[Batch], *, device: str | torch.device = "cpu",
                       max_batches: int | None = None) -> dict[str, float]:
     """Clip-weighted imitation metrics of an AutoGaze ``model`` on labelled ``batches`` (see module doc)."""
-    was_training = model.training
-    model.eval()
     sums = dict(top1=0.0, top1_unmasked=0.0, slots=0.0, jaccard=0.0, first_frame_jaccard=0.0,
                 later_frames_jaccard=0.0, clips=0.0)
-    try:
-        for i, batch in enumerate(batches):
-            if max_batches is not None and i >= max_batches:
-                break
-            if batch.batch_size == 0:
-                continue
+    with eval_mode(model):
+        for _, batch in nonempty_batches(batches, max_batches):
             if batch.labels is None:
                 raise ValueError("imitation metrics need labelled batches (set dataset.gt_gazing_pos_paths.<split>)")
             batch = batch.to(device)
@@ -55,8 +50,6 @@ def imitation_metrics(model: nn.Module, batches: Iterable[Batch], *, device: str
             sums["first_frame_jaccard"] += float(jac[:, 0].sum())
             sums["later_frames_jaccard"] += float(jac[:, 1:].mean(1).sum()) if jac.shape[1] > 1 else 0.0
             sums["clips"] += batch.batch_size
-    finally:
-        model.train(was_training)
     if sums["clips"] == 0:
         raise ValueError("no clips to evaluate: the loader gave no (decodable) videos")
     n, slots = sums.pop("clips"), max(sums.pop("slots"), 1.0)

@@ -1,0 +1,3 @@
+from autogaze.demo.cli import main
+
+main()

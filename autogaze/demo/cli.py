@@ -1,0 +1,68 @@
+"""``python -m autogaze.demo``: argument parsing, and the settings file that child processes read."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from autogaze.demo.settings import Demo
+from autogaze.demo.stages import STAGES, run_demo
+from autogaze.utils.runtime import tune_cpu_allocator
+
+
+def settings_argv(demo: Demo) -> list[str]:
+    """Write ``demo`` to ``exps/demo_settings.json``; the arguments that rebuild it in a child process."""
+    path = demo.exps / "demo_settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = {f.name: getattr(demo, f.name) for f in dataclasses.fields(demo)}
+    path.write_text(json.dumps(raw, default=str, indent=1))
+    return ["--from-settings", str(path)]
+
+
+def load_settings(path: str | Path) -> Demo:
+    raw = json.loads(Path(path).read_text())
+    for key in ("root", "data_dir", "real_videos"):
+        if raw.get(key) is not None:
+            raw[key] = Path(raw[key])
+    for f in dataclasses.fields(Demo):
+        if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":
+            raw[f.name] = tuple(raw[f.name])
+    return Demo(**raw)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from autogaze import demo as package
+
+    p = argparse.ArgumentParser(prog="python -m autogaze.demo", description=package.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=".", help="folder that gets data/ and exps/")
+    p.add_argument("--seed", type=int, default=0, help="data, budgets, initialisation and sampling")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (1 is fastest here)")
+    p.add_argument("--procs", type=int, default=Demo.procs,
+                   help="processes for the labeller shards and the two GRPO runs (default 2: both cores)")
+    p.add_argument("--only", nargs="*", help="run only these stages: " + " ".join(s.name for s in STAGES))
+    p.add_argument("--data-root", type=Path, help="train/ and val/ folders of .mp4s, or any folder of videos")
+    p.add_argument("--real-videos", type=Path, help="folder of real videos (default ROOT/data/real_videos)")
+    p.add_argument("--from-settings", help=argparse.SUPPRESS)  # a parent demo process's settings file
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for every training stage")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
+    if args.from_settings:
+        demo = load_settings(args.from_settings)
+    else:
+        demo = Demo(root=Path(args.root), seed=args.seed, procs=args.procs, extra_overrides=list(args.overrides),
+                    data_dir=args.data_root, real_videos=args.real_videos)
+    t0 = time.perf_counter()
+    timings = run_demo(demo, args.only)
+    if (demo.exps / "demo_summary.txt").exists() and not args.from_settings:
+        print((demo.exps / "demo_summary.txt").read_text())
+    print(json.dumps({"stage_seconds": timings, "total_seconds": round(time.perf_counter() - t0, 1)}))

@@ -1,0 +1,142 @@
+"""The tables of docs/results.md, mean ± std over finished demo runs (one per seed). Not in CI.
+
+    for s in 0 1 2; do python -m autogaze.demo --root runs/seed$s --seed $s; done
+    python scripts/results_tables.py runs/seed0 runs/seed1 runs/seed2 > tables.md
+
+Reads what the demo wrote (exps/demo_curves, demo_eval.json, demo_adaptive, demo_real); the only new
+evaluation is the static-camera subset of the val clips (random vs framediff vs the gaze models),
+cached under <run>/exps/demo_static/.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from pathlib import Path
+
+RATIOS = (0.05, 0.1, 0.2, 0.3, 0.5)
+MODELS = ("untrained", "ntp", "ntp_rl", "rl_only", "random", "grid", "framediff")
+
+
+def rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.open())) if path.is_file() else []
+
+
+def ms(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def loss_table(runs: list[Path], sub: str, models=MODELS, ratios=RATIOS) -> list[str]:
+    per = [{(r["model"], float(r["ratio"])): float(r["loss"]) for r in rows(run / "exps" / sub / "loss_vs_ratio.csv")}
+           for run in runs]
+    out = ["| model | " + " | ".join(f"r={r:g}" for r in ratios) + " |", "|---" * (len(ratios) + 1) + "|"]
+    for m in models:
+        if not any((m, ratios[0]) in p for p in per):
+            continue
+        out.append(f"| {m} | " + " | ".join(ms([p[(m, r)] for p in per if (m, r) in p]) for r in ratios) + " |")
+    return out
+
+
+def reach_table(runs: list[Path], sub: str, models=MODELS) -> list[str]:
+    """Ratio to reach random's loss at 0.2, and random's ratio divided by it (patches saved)."""
+    ratio, saving = {}, {}
+    for run in runs:
+        reach = {r["model"]: r["ratio_to_reach"] for r in rows(run / "exps" / sub / "ratio_to_reach.csv")}
+        for m, v in reach.items():
+            if v.startswith(">"):
+                continue
+            ratio.setdefault(m, []).append(float(v))
+            if "random" in reach and not reach["random"].startswith(">"):
+                saving.setdefault(m, []).append(float(reach["random"]) / float(v))
+    out = ["| model | ratio to reach random's loss at 0.2 | fewer patches than random |", "|---|---|---|"]
+    out += [f"| {m} | {ms(ratio[m], 3)} | {ms(saving.get(m, []), 2)}× |" for m in models if m in ratio]
+    return out
+
+
+def gap_table(runs: list[Path]) -> list[str]:
+    """Share of the random -> greedy-label gap that NTP closes (first 16 val clips, demo_eval.json)."""
+    out = ["| ratio | random | NTP | greedy labels | gap closed by NTP |", "|---|---|---|---|---|"]
+    evals = [json.loads((run / "exps" / "demo_eval.json").read_text()) for run in runs]
+    for i, first in enumerate(evals[0]):
+        rs = [e[i] for e in evals]
+        closed = [(r["random"] - r["ntp"]) / (r["random"] - r["greedy_labels"]) for r in rs]
+        out.append(f"| {first['ratio']:g} | {ms([r['random'] for r in rs])} | {ms([r['ntp'] for r in rs])} | "
+                   f"{ms([r['greedy_labels'] for r in rs])} | {ms([100 * c for c in closed], 1)} % |")
+    return out
+
+
+def simple_table(runs: list[Path], rel: str, key_cols: tuple[str, ...], value_cols: tuple[str, ...]) -> list[str]:
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for run in runs:
+        for r in rows(run / rel):
+            g = groups.setdefault(tuple(r[k] for k in key_cols), {})
+            for v in value_cols:
+                g.setdefault(v, []).append(float(r[v]))
+    out = ["| " + " | ".join(key_cols + value_cols) + " |", "|---" * (len(key_cols) + len(value_cols)) + "|"]
+    for key, g in groups.items():
+        out.append("| " + " | ".join(key) + " | " + " | ".join(ms(g[v], 3) for v in value_cols) + " |")
+    return out
+
+
+def static_subset(run: Path) -> None:
+    """Evaluate on the val clips whose camera does not pan (symlinked into exps/demo_static/data/val)."""
+    out = run / "exps" / "demo_static"
+    if (out / "loss_vs_ratio.csv").is_file():
+        return
+    from autogaze.datasets.synthetic import clip_pans, masks_path
+    from autogaze.evaluate import evaluate_models
+
+    settings = json.loads((run / "exps" / "demo_settings.json").read_text()) if (run / "exps" / "demo_settings.json").is_file() else {}
+    val = Path(settings.get("data_dir") or run / "data" / "synthetic") / "val"
+    dst = out / "data" / "val"
+    dst.mkdir(parents=True, exist_ok=True)
+    def pans(i: int, clip: Path) -> bool:
+        try:
+            return clip_pans(clip)
+        except KeyError:  # masks written before the camera flag was stored: render the clip again
+            from autogaze.datasets.synthetic import World, clip_seed, render_clip
+
+            world = World(pan_fraction=settings.get("pan_fraction", World.pan_fraction))
+            return render_clip(2, 16, clip_seed(settings.get("seed", 0), "val", i), world).pans
+
+    for i, clip in enumerate(sorted(val.glob("*.mp4"))):
+        if not pans(i, clip):
+            for f in (clip, masks_path(clip)):
+                if not (dst / f.name).exists():
+                    (dst / f.name).symlink_to(f.resolve())
+    e = run / "exps"
+    models = [f"ntp={e / 'demo_ntp'}", f"ntp_rl={e / 'demo_grpo'}", "random", "framediff"]
+    evaluate_models(models, e / "demo_mae" / "config.yaml", data_root=str(out / "data"), ratios=RATIOS,
+                    out=out, log=lambda *_: None)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="finished demo roots, one per seed")
+    a = p.parse_args()
+    for run in a.runs:
+        static_subset(run)
+    n = len(a.runs)
+    lines = [f"Mean ± std over {n} seed(s): {', '.join(str(r) for r in a.runs)}.", "",
+             "### Held-out loss against gazing ratio (64 synthetic val clips)", *loss_table(a.runs, "demo_curves"), "",
+             "### Patches needed to reach random's loss at ratio 0.2", *reach_table(a.runs, "demo_curves"), "",
+             "### NTP against its greedy labels (first 16 val clips)", *gap_table(a.runs), "",
+             "### Imitation of the val clips' greedy labels",
+             *simple_table(a.runs, "exps/demo_curves/imitation.csv", ("model",),
+                           ("top1", "jaccard", "first_frame_jaccard", "later_frames_jaccard")), "",
+             "### Static-camera val clips only", *loss_table(a.runs, "demo_static", ("ntp", "ntp_rl", "random", "framediff")), "",
+             "### Adaptive stopping (cap 0.75, stop at predicted loss <= tau)",
+             *simple_table(a.runs, "exps/demo_adaptive/adaptive.csv", ("model", "tau"),
+                           ("gazing_ratio", "loss", "random_loss", "calibration")), "",
+             "### Real clips (46 clips from 4 videos)", *loss_table(a.runs, "demo_real"), "",
+             *reach_table(a.runs, "demo_real")]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
