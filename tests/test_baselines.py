@@ -46,12 +46,24 @@ def test_framediff_gazes_where_the_frame_changed():
     assert g.local_ids()[0, 0].item() == 0                       # frame 0: coverage, coarsest first
 
 
-def test_framediff_falls_back_to_coverage_order_where_nothing_changed():
-    video = torch.zeros(1, 2, 3, 224, 224)
-    budget = Budget(torch.tensor([[5, 5]]))
+def test_framediff_spends_the_rest_on_patches_not_gazed_yet():
+    video = torch.zeros(1, 3, 3, 224, 224)                       # nothing changes
+    budget = Budget(torch.tensor([[5, 5, 5]]))
     fd = FrameDiffGaze.from_config(CFG).generate(video, budget).gazes
-    grid = GridGaze.from_config(CFG).generate(video, budget).gazes
-    assert torch.equal(fd.local_ids(), grid.local_ids())        # a static frame: the grid's order
+    order = GridGaze.from_config(CFG).generate(video[:, :1], Budget(torch.tensor([[15]]))).gazes.local_ids()[0]
+    local = fd.local_ids()[0]
+    # frame 0: the grid's coverage order; then the patches never gazed, in the same order
+    assert local[:5].tolist() == order[:5].tolist()
+    assert local[5:10].tolist() == order[5:10].tolist() and local[10:].tolist() == order[10:15].tolist()
+
+
+def test_framediff_changed_patches_come_before_stale_ones():
+    video = torch.zeros(1, 2, 3, 224, 224)
+    video[0, 1, :, 0:16, 0:16] = 1.0                             # the top-left 16px patch changes
+    fd = FrameDiffGaze.from_config(CFG).generate(video, Budget(torch.tensor([[3, 3]]))).gazes
+    frame1 = fd.local_ids()[0, 3:].tolist()
+    assert 69 in frame1                                          # finest scale, row 0, col 0
+    assert frame1[0] in (0, 4, 20, 69)                           # the patches that contain it lead
 
 
 def test_full_takes_everything():

@@ -74,16 +74,20 @@ class BaselineGaze(nn.Module):
         video [B, T, 3, H, W]; budget.max_gazes [B, T] -> gazes with n_t = max_b max_gazes[b, t]
         slots in frame t (rows below the maximum padded).
         """
-        B, T = video.shape[:2]
-        P = self.tokens_per_frame
+        return self._rollout(self.token_scores(video, generator), budget)
+
+    def _rollout(self, scores: Tensor, budget: Budget) -> GazeRollout:
+        """scores [B, T, P] (higher = gazed first) -> the top-``max_gazes[b, t]`` tokens per frame."""
+        B, T, P = scores.shape
+        dev = scores.device
         caps = budget.max_gazes.clamp(1, P)                                   # [B, T]
         n_t = caps.max(0).values                                              # [T]
         n = int(n_t.max())
-        order = self.token_scores(video, generator).argsort(-1, descending=True)[..., :n]  # [B, T, n]
-        slot = torch.arange(n, device=video.device)
+        order = scores.argsort(-1, descending=True)[..., :n]                  # [B, T, n]
+        slot = torch.arange(n, device=dev)
         is_padded = slot[None, None, :] >= caps[..., None]                    # [B, T, n]
         # Padded slots keep an in-range id of their own frame (types.py convention).
-        ids = order + torch.arange(T, device=video.device)[None, :, None] * P
+        ids = order + torch.arange(T, device=dev)[None, :, None] * P
         keep = slot[None, :] < n_t[:, None]                                   # [T, n] frame-major slots
         gazes = Gazes(ids[:, keep], is_padded[:, keep], n_t.cpu(), P)
         return GazeRollout(gazes, budget=budget)
@@ -120,23 +124,60 @@ class GridGaze(BaselineGaze):
 
 
 class FrameDiffGaze(BaselineGaze):
-    """Patches where the frame changed most since the previous frame (RGB absolute difference).
+    """Patches whose pixels changed since the previous frame; the rest of the budget on the patches
+    gazed least recently.
 
-    Frame 0 has no predecessor, so it takes GridGaze's coarse-to-fine coverage (the whole frame is
-    new). In later frames each token's score is the mean change inside its pixel square; patches
-    with equal change (e.g. an unchanged static background) fall back to the coverage order.
+    Frame 0 has no predecessor, so it takes GridGaze's coarse-to-fine coverage. In a later frame a
+    token is *changed* when the mean absolute RGB difference inside its pixel square exceeds
+    ``change_threshold`` (in normalised units, far above mpeg4 noise); changed tokens come first,
+    largest change first. The remaining budget goes to the tokens gazed least recently (never gazed
+    first), in coverage order: with a static camera the background is then covered bit by bit,
+    which a block-causal MAE can reuse in every later frame.
     """
 
-    def token_scores(self, video, generator):
-        B, T, C, H, W = video.shape
-        P = self.tokens_per_frame
-        coverage = GridGaze.token_scores(self, video[:, :1], generator)[:, 0]  # [B, P], higher = earlier
-        tie = (coverage - coverage.min()) / (coverage.max() - coverage.min() + 1e-9) * 1e-6  # [B, P] in [0, 1e-6]
+    change_threshold: float = 0.1
+
+    def _coverage(self, video: Tensor) -> Tensor:
+        """FloatTensor [P] in [0, 1): GridGaze's order, higher = earlier."""
+        c = GridGaze.token_scores(self, video[:1, :1], None)[0, 0]
+        return (c - c.min()) / (c.max() - c.min() + 1.0)
+
+    def _change(self, video: Tensor) -> Tensor:
+        """video [B, T, 3, H, W] -> FloatTensor [B, T-1, P]: mean |frame t - frame t-1| per token."""
+        B, T = video.shape[:2]
         diff = (video[:, 1:] - video[:, :-1]).abs().mean(2).flatten(0, 1)[:, None]  # [B*(T-1), 1, H, W]
         pooled = [F.adaptive_avg_pool2d(diff, side).flatten(1) for side in self.token_space.grid_sides]
-        later = torch.cat(pooled, 1).view(B, T - 1, P) + tie[:, None]        # [B, T-1, P]
-        first = (coverage[:, None] - coverage.min()) * 10.0                  # [B, 1, P], any order-preserving map
-        return torch.cat([first, later], 1)
+        return torch.cat(pooled, 1).view(B, T - 1, -1)
+
+    def token_scores(self, video, generator):
+        """Scores without the recency memory (every frame's budget unknown here): change, then coverage."""
+        B, T = video.shape[:2]
+        cover = self._coverage(video).expand(B, 1, -1)
+        if T == 1:
+            return cover
+        return torch.cat([cover, self._change(video) * 10.0 + cover * 1e-3], 1)
+
+    @torch.no_grad()
+    def generate(self, video: Tensor, budget: Budget, *, generator: torch.Generator | None = None,
+                 **_) -> GazeRollout:
+        B, T = video.shape[:2]
+        P = self.tokens_per_frame
+        cover = self._coverage(video)                                          # [P]
+        change = self._change(video) if T > 1 else None                        # [B, T-1, P]
+        last = torch.full((B, P), -1.0, device=video.device)                   # frame each token was last gazed
+        scores = []
+        for t in range(T):
+            if t == 0:
+                s = cover.expand(B, P).clone()
+            else:
+                age = (t - last).clamp_max(T + 1) / (T + 2)                    # [B, P] in (0, 1); never gazed: max
+                c = change[:, t - 1]
+                s = torch.where(c > self.change_threshold, 2.0 + c, age + cover * 1e-3)
+            scores.append(s)
+            k = budget.max_gazes[:, t].clamp(1, P)                             # [B]
+            picked = s.argsort(-1, descending=True).argsort(-1) < k[:, None]   # [B, P] top-k of each row
+            last = torch.where(picked, float(t), last)
+        return self._rollout(torch.stack(scores, 1), budget)
 
 
 class FullGaze(BaselineGaze):
