@@ -5,9 +5,8 @@ from pathlib import Path
 
 import torch
 
-from autogaze.demo.cli import load_settings, settings_argv
 from autogaze.demo.report import patch_savings
-from autogaze.demo.settings import Demo
+from autogaze.demo.settings import Demo, load_settings, settings_argv
 from autogaze.evaluation.adaptive import evaluate_adaptive, last_real_slot
 from autogaze.models.baselines import RandomGaze
 from autogaze.types import Batch, Gazes

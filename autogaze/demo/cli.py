@@ -1,8 +1,7 @@
-"""``python -m autogaze.demo``: argument parsing, and the settings file that child processes read."""
+"""``python -m autogaze.demo``: argument parsing."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -11,29 +10,9 @@ from pathlib import Path
 
 import torch
 
-from autogaze.demo.settings import Demo
+from autogaze.demo.settings import Demo, load_settings
 from autogaze.demo.stages import STAGES, run_demo
 from autogaze.utils.runtime import tune_cpu_allocator
-
-
-def settings_argv(demo: Demo) -> list[str]:
-    """Write ``demo`` to ``exps/demo_settings.json``; the arguments that rebuild it in a child process."""
-    path = demo.exps / "demo_settings.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = {f.name: getattr(demo, f.name) for f in dataclasses.fields(demo)}
-    path.write_text(json.dumps(raw, default=str, indent=1))
-    return ["--from-settings", str(path)]
-
-
-def load_settings(path: str | Path) -> Demo:
-    raw = json.loads(Path(path).read_text())
-    for key in ("root", "data_dir", "real_videos"):
-        if raw.get(key) is not None:
-            raw[key] = Path(raw[key])
-    for f in dataclasses.fields(Demo):
-        if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":
-            raw[f.name] = tuple(raw[f.name])
-    return Demo(**raw)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,9 @@
-"""How big the demo is and where it writes: the :class:`Demo` dataclass."""
+"""How big the demo is and where it writes: the :class:`Demo` dataclass, and the settings file
+through which a child process (a second GRPO run) gets the same settings."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,3 +88,23 @@ class Demo:
     @property
     def task_weights(self) -> Path:
         return self.exps / "demo_mae" / "checkpoint_latest_task.pt"
+
+
+def settings_argv(demo: Demo) -> list[str]:
+    """Write ``demo`` to ``exps/demo_settings.json``; the arguments that rebuild it in a child process."""
+    path = demo.exps / "demo_settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = {f.name: getattr(demo, f.name) for f in dataclasses.fields(demo)}
+    path.write_text(json.dumps(raw, default=str, indent=1))
+    return ["--from-settings", str(path)]
+
+
+def load_settings(path: str | Path) -> Demo:
+    raw = json.loads(Path(path).read_text())
+    for key in ("root", "data_dir", "real_videos"):
+        if raw.get(key) is not None:
+            raw[key] = Path(raw[key])
+    for f in dataclasses.fields(Demo):
+        if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":
+            raw[f.name] = tuple(raw[f.name])
+    return Demo(**raw)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from autogaze.demo.experiments import grpo_overrides, ntp_overrides, train
-from autogaze.demo.settings import Demo
+from autogaze.demo.settings import Demo, settings_argv
 
 log = logging.getLogger("autogaze.demo")
 GRPO_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_grpo"
@@ -85,8 +85,6 @@ def stage_grpo(demo: Demo) -> None:
     ``procs >= 2`` the RL-only run (next stage) trains at the same time in a second process."""
     child = None
     if demo.procs >= 2 and not (demo.exps / "demo_rl_only" / "demo_done").exists():
-        from autogaze.demo.cli import settings_argv
-
         child = subprocess.Popen([sys.executable, "-m", "autogaze.demo", *settings_argv(demo), "--only", "rl_only"])
     train(demo, GRPO_CONFIG, "demo_grpo", grpo_overrides(demo, demo.exps / "demo_ntp" / "checkpoint_latest_gaze"))
     if child is not None and child.wait():
