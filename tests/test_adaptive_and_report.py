@@ -50,3 +50,14 @@ def test_settings_round_trip(tmp_path):
     argv = settings_argv(demo)
     assert argv[0] == "--from-settings" and Path(argv[1]).is_file()
     assert load_settings(argv[1]) == demo
+
+
+def test_real_stage_without_videos_is_skipped_with_the_fix(tmp_path):
+    from autogaze.demo.report import summary_text
+    from autogaze.demo.stages import stage_real
+
+    demo = Demo(root=tmp_path, real_videos=tmp_path / "none")
+    stage_real(demo)
+    note = (demo.exps / "demo_real" / "skipped.txt").read_text()
+    assert "scripts/get_real_videos.sh" in note and not (demo.exps / "demo_real" / "ratio_to_reach.csv").exists()
+    assert "real clips: no real videos" in summary_text(demo)
