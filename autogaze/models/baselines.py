@@ -23,7 +23,7 @@ from autogaze.utils.parsing import ConfigError
 
 
 class BaselineGaze(nn.Module):
-    """Shared budget handling; subclasses implement ``token_scores`` or override ``pick``."""
+    """Shared budget handling; subclasses implement ``token_scores`` or override ``generate``."""
 
     def __init__(self, config: AutoGazeConfig):
         super().__init__()
@@ -51,7 +51,7 @@ class BaselineGaze(nn.Module):
 
     def sample_budget(self, video: Tensor, *, training: bool, group_size: int = 1, gazing_ratio=None,
                       task_loss_requirement=None, generator: torch.Generator | None = None, **_) -> Budget:
-        """As ``AutoGaze.sample_budget`` (spec 4.8) minus ``self``; tau is dropped (no predictor)."""
+        """As ``AutoGaze.sample_budget`` minus ``self``; tau is dropped (no predictor)."""
         rows, T = video.shape[:2]
         B = rows // group_size
         if gazing_ratio is not None:
@@ -111,16 +111,20 @@ class GridGaze(BaselineGaze):
 
     def token_scores(self, video, generator):
         B, T = video.shape[:2]
-        P = self.tokens_per_frame
-        rank = torch.empty(P)
-        pos = 0
-        for off, cnt in zip(self.token_space.offsets, self.token_space.counts):
-            # within a scale, an even stride first: positions spread over the grid come early
-            spread = torch.linspace(0, cnt - 1, cnt).long()
-            order = torch.cat([spread[i::4] for i in range(4)])
-            rank[off + order] = torch.arange(pos, pos + cnt, dtype=torch.float)
-            pos += cnt
-        return (-rank).to(video.device).expand(B, T, P)
+        return coverage_scores(self.token_space).to(video.device).expand(B, T, -1)
+
+
+def coverage_scores(space: TokenSpace) -> Tensor:
+    """FloatTensor [P]: GridGaze's coverage order, higher = earlier (coarsest scale first; within a
+    scale an even stride first, so positions spread over the grid come early)."""
+    rank = torch.empty(space.tokens_per_frame)
+    pos = 0
+    for off, cnt in zip(space.offsets, space.counts):
+        spread = torch.linspace(0, cnt - 1, cnt).long()
+        order = torch.cat([spread[i::4] for i in range(4)])
+        rank[off + order] = torch.arange(pos, pos + cnt, dtype=torch.float)
+        pos += cnt
+    return -rank
 
 
 class FrameDiffGaze(BaselineGaze):
@@ -139,7 +143,7 @@ class FrameDiffGaze(BaselineGaze):
 
     def _coverage(self, video: Tensor) -> Tensor:
         """FloatTensor [P] in [0, 1): GridGaze's order, higher = earlier."""
-        c = GridGaze.token_scores(self, video[:1, :1], None)[0, 0]
+        c = coverage_scores(self.token_space).to(video.device)
         return (c - c.min()) / (c.max() - c.min() + 1.0)
 
     def _change(self, video: Tensor) -> Tensor:
@@ -148,14 +152,6 @@ class FrameDiffGaze(BaselineGaze):
         diff = (video[:, 1:] - video[:, :-1]).abs().mean(2).flatten(0, 1)[:, None]  # [B*(T-1), 1, H, W]
         pooled = [F.adaptive_avg_pool2d(diff, side).flatten(1) for side in self.token_space.grid_sides]
         return torch.cat(pooled, 1).view(B, T - 1, -1)
-
-    def token_scores(self, video, generator):
-        """Scores without the recency memory (every frame's budget unknown here): change, then coverage."""
-        B, T = video.shape[:2]
-        cover = self._coverage(video).expand(B, 1, -1)
-        if T == 1:
-            return cover
-        return torch.cat([cover, self._change(video) * 10.0 + cover * 1e-3], 1)
 
     @torch.no_grad()
     def generate(self, video: Tensor, budget: Budget, *, generator: torch.Generator | None = None,
