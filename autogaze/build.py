@@ -36,7 +36,7 @@ def _from_config(group: str, cfg: dict, **kwargs) -> Any:
 def build_gaze_model(exp: ExperimentConfig):
     model = _from_config("model", exp.model)
     processor = getattr(model, "image_processor", None)
-    if processor is not None:  # spec 8: the gaze transform resizes to the largest task scale
+    if processor is not None:  # as upstream's trainer: the gaze transform resizes to the largest task scale
         processor.size = {"shortest_edge": max(parse_scales("task.scales", exp.task.get("scales", "224")))}
     return model
 
@@ -51,7 +51,7 @@ def build_algorithm(exp: ExperimentConfig):
 
 def build_datasets(exp: ExperimentConfig):
     """(train, val, collate_fn). The gaze transform is the model's ``preprocessing`` block with the
-    resize forced to the largest task scale (spec section 8)."""
+    resize forced to the largest task scale."""
     cls = resolve_target("dataset", exp.dataset)
     body = {k: v for k, v in exp.dataset.items() if k != "_target_"}
     preprocessing = dict(exp.model.get("preprocessing") or {})

@@ -30,7 +30,7 @@ class TempScheduleConfig:
 
 @dataclass
 class TrainerConfig:
-    """Every ``trainer.*`` key. Upstream keys keep upstream names and defaults (spec section 11.7)."""
+    """Every ``trainer.*`` key. Upstream keys keep upstream names and defaults."""
 
     batch_size: int = 256               # global batch (all ranks, all micro-batches)
     per_gpu_max_batch_size: int = 64    # micro-batch cap per rank; the rest becomes accumulation

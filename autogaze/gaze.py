@@ -39,7 +39,7 @@ rules:
            and the padded frames' gazes are dropped (the model is causal in time: no effect).
   resize   crop (default): shortest edge -> S, centre crop S x S; squash: resize to S x S.
            S = 224, or max(--target-scales) in any-resolution mode, where the square is tiled
-           (spec 2.4), gazed per tile (budget per tile) and ids are in the target token space.
+          , gazed per tile (budget per tile) and ids are in the target token space.
   boxes    x0,y0,x1,y1 in pixels of the ORIGINAL frame: a patch of scale s covers S/(s/patch)
            pixels of the square, mapped back through the crop and resize.
   stream   frames are gazed one at a time with the decode state, reset every 16 frames:
@@ -156,7 +156,7 @@ def load_checkpoint(ref: str, device: torch.device) -> tuple[AutoGaze, AutoGazeI
         raise UserError(f"checkpoint {ref} is not a valid AutoGaze checkpoint: {e}") from None
     try:
         processor = AutoGazeImageProcessor.from_pretrained(source)
-    except OSError:  # no preprocessor_config.json: the default normalisation (spec 3.1) is used
+    except OSError:  # no preprocessor_config.json: the default normalisation is used
         processor = None
     return model.to(device).eval(), processor
 

@@ -1,6 +1,6 @@
 """Typed boundaries between data, gaze model, task and algorithm.
 
-Shape letters (see docs/style): B clips, G rollouts per clip, T frames, P patches per frame
+Shape letters: B clips, G rollouts per clip, T frames, P patches per frame
 (265 for scales 32+64+112+224), N gaze slots in a clip (sum over frames), F reconstructed frames,
 C channels, H/W pixels.
 
@@ -104,7 +104,7 @@ class Budget:
 
 @dataclass
 class GazeScores:
-    """Teacher-forced scores of a gaze sequence (spec section 4.5, 4.6).
+    """Teacher-forced scores of a gaze sequence.
 
     log_probs:            FloatTensor [B, N]  log p(gaze_n | context), log_softmax (not log(p+eps)).
     task_loss_prediction: FloatTensor [B, N]  predicted task loss after each gaze.
@@ -139,7 +139,7 @@ class GazeRollout:
 
 @dataclass
 class GazeLabels:
-    """Ground-truth gazes for NTP (spec section 6): the collated ``gazing_labels.json`` entries.
+    """Ground-truth gazes for NTP: the collated ``gazing_labels.json`` entries.
 
     gazes:       Gazes with one extra padded slot per frame (upstream's collate).
     task_losses: FloatTensor [B, N]  per-gaze task loss after that gaze (padded: frame's last value).
@@ -159,8 +159,8 @@ class GazeLabels:
 class Batch:
     """One collated batch from a dataset.
 
-    video:          FloatTensor [B, T, 3, H, W]  gaze-model input (spec section 3.1).
-    video_for_task: FloatTensor [B, T, 3, H, W]  task input (spec section 3.2); may be the same
+    video:          FloatTensor [B, T, 3, H, W]  gaze-model input.
+    video_for_task: FloatTensor [B, T, 3, H, W]  task input; may be the same
                     tensor object as ``video`` when both transforms agree.
     paths:          list[str] of length B.
     labels:         GazeLabels or None.
@@ -196,7 +196,7 @@ class Batch:
 
 @dataclass
 class TaskOutput:
-    """What a task returns for one batch (spec section 5.7).
+    """What a task returns for one batch.
 
     loss:                FloatTensor [B]     per-clip loss (mean over reconstructed frames), with grad
                                              when the task is trained.

@@ -4,11 +4,11 @@
     .venv/bin/python benchmarks/grpo.py --variants cap75 --clips 1,2 --dtypes fp32
     .venv/bin/python benchmarks/grpo.py --profile cap75          # + torch.profiler top ops
 
-Setting: the seed RL script (spec 7, 11.8) scaled for CPU. G=12 rollouts of B clips of 16 frames
+Setting: the seed RL script scaled for CPU. G=12 rollouts of B clips of 16 frames
 at 224x224; the released AutoGaze architecture (K=10, hidden 192, 4 layers; the upstream fixture
 checkpoint when present, else the same config with random weights); the ``tiny`` VideoMAE preset
 (l1 loss, recon_sample_rate 0.125 = 2 rebuilt frames, frozen, ``detach_task``); SGD; a fixed
-temperature of 3 (the schedule's start). Per-frame budgets are ``self`` (spec 4.8):
+temperature of 3 (the schedule's start). Per-frame budgets are ``self``:
 
     script  ratio 0.75, tau ~ U(0.5, 1.0)   the script's settings. With random weights the task-loss
                                             head predicts ~0, far below tau, so the probe stops
@@ -66,7 +66,7 @@ G, T, S, TEMPERATURE = 12, 16, 224, 3.0
 
 
 def build_model(ratio: float, tau: tuple[float, float]) -> AutoGaze:
-    """The released architecture with the RL script's budget settings (spec 11.8)."""
+    """The released architecture with the RL script's budget settings."""
     budget = dict(
         gazing_ratio_config={"sample_strategy_during_training": "fixed", "fixed": {"gazing_ratio": ratio}},
         gazing_ratio_each_frame_config={"sample_strategy_during_training": "self"},

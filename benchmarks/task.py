@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/task.py                       # CPU: tiny and base, fp32 and bf16
     .venv/bin/python benchmarks/task.py --device cuda --dims tiny,base,large --losses full
 
-Setting (spec 5): 16 frames of 224x224, scales 32+64+112+224 (265 tokens per frame), 2 frames
+Setting: 16 frames of 224x224, scales 32+64+112+224 (265 tokens per frame), 2 frames
 rebuilt, a gazing ratio of 0.1 (26 gazes per frame). Random weights: speed does not depend on them.
 ``--losses full`` adds the DINOv2-reg + SigLIP2 feature losses at base size (l1 only by default).
 Also times the block-causal mask alone, to show it is a small, linear share of the work.

@@ -66,7 +66,7 @@ class SamplingGazeModel(DoubleGazeModel):
 
 class RewardDoubleTask(nn.Module):
     """TEST DOUBLE task: loss of frame t = 1 - scale * sum_p w_p * gazed_tp / P, with fixed random
-    weights w, for the rebuilt frames ``frame_ids``; task-loss targets as spec section 5.7."""
+    weights w, for the rebuilt frames ``frame_ids``; task-loss targets at each rebuilt frame's last real gaze."""
 
     def __init__(self, frame_ids=(0, 1), seed: int = 0, **_):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Token space (spec 2.1-2.3) and any-resolution tiling/stitching (spec 2.4) map ids to the right pixels."""
+"""Token space and any-resolution tiling/stitching map ids to the right pixels."""
 import pytest
 import torch
 import torch.nn.functional as F

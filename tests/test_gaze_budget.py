@@ -1,4 +1,4 @@
-"""Budget strategies (spec section 4.8): user arguments, config strategies, groups, `self`, broadcast."""
+"""Budget strategies: user arguments, config strategies, groups, `self`, broadcast."""
 import pytest
 import torch
 import torch.distributed as dist

@@ -3,7 +3,7 @@
 * Teacher-forced values are the weight-compatibility contract: <= 1e-5 absolute on probabilities.
   Upstream's log_action_probs are log(p + 1e-8) and ours log_softmax, so log-probs are compared as
   exp() (probabilities), and in log space only where p > 1e-4.
-* Greedy generation: upstream never advanced RoPE positions while decoding (spec section 14.1); we
+* Greedy generation: upstream never advanced RoPE positions while decoding; we
   do, so gazes may differ slightly. We assert the reproduction rate (mean per-frame Jaccard of the
   gazed sets); upstream itself with only that bug fixed reproduces 98.6% at ratio 0.1.
 """

@@ -1,4 +1,4 @@
-"""GRPO (spec section 7): group layout, advantages, discounting, loss, config, one trainer step.
+"""GRPO: group layout, advantages, discounting, loss, config, one trainer step.
 
 The pure core is checked on hand-built tensors (arithmetic in the comments) and on properties; the
 adapter runs one real Trainer step on the test doubles of tests/doubles_grpo.py.
@@ -121,7 +121,7 @@ def test_discount_hand_example():
 
 
 def _discount_loop(adv, traj_len, is_padded, gamma):
-    """Reference: spec section 7 written literally, one slot at a time."""
+    """Reference: the GRPO loss of algorithms/grpo.py written literally, one slot at a time."""
     R, N = is_padded.shape
     out = torch.zeros(R, N)
     for r in range(R):

@@ -1,4 +1,4 @@
-"""NTP loss on hand-built tensors (spec section 6), with the arithmetic written out."""
+"""NTP loss on hand-built tensors, with the arithmetic written out."""
 from __future__ import annotations
 
 import math

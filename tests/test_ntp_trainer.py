@@ -30,7 +30,7 @@ class LabelledClips(Dataset):
 
     @staticmethod
     def collate(items) -> Batch:
-        """Upstream's collate (spec 6): one extra padded slot per frame; pad = an id of the frame."""
+        """Upstream's collate: one extra padded slot per frame; pad = an id of the frame."""
         video = torch.stack([v for v, _ in items])
         B, n = len(items), 3 + 1
         ids = torch.tensor([[g for t, frame in enumerate(pos) for g in frame + [t * P]] for _, pos in items])

@@ -72,7 +72,7 @@ def test_reconstruction_of_frame_ignores_later_gazes():
 def test_padded_gaze_has_no_effect():
     task, video, gazes = make_task(), make_video(), make_gazes(k=K + 1)
     is_padded = gazes.is_padded.clone()
-    is_padded[:, 1] = True  # a pad *between* real gazes of frame 0 (early-stop quirk, spec 4.7)
+    is_padded[:, 1] = True  # a pad *between* real gazes of frame 0 (upstream's early-stop quirk)
     is_padded[:, (K + 1) * 2 + K] = True  # a trailing pad of frame 2 (a rebuilt frame)
     a = Gazes(gazes.ids, is_padded, gazes.num_per_frame, P)
     ids = gazes.ids.clone()

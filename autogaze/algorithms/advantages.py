@@ -5,7 +5,7 @@ group-relative methods can reuse it.
 
 Group layout (written down once, used everywhere): a batch of B clips is expanded into G*B
 rollouts **group-major**, ``(g b)``: copy g of clip b sits at row ``g * B + b``. Rows 0..B-1 are
-the first copy of every clip, which is where the gaze model draws per-clip budgets (spec 4.8).
+the first copy of every clip, which is where the gaze model draws per-clip budgets.
 :func:`expand_groups` makes that layout; :func:`group_view` is the only way tensors are reshaped
 back into groups.
 """
@@ -47,7 +47,7 @@ def group_view(x: Tensor, group_size: int) -> Tensor:
 # ---------------------------------------------------------------------------------- advantages
 def group_mean_advantage(reward: Tensor, group_size: int, *, normalize_std: bool = False,
                          eps: float = 1e-4) -> Tensor:
-    """GRPO baseline (Shao et al. 2024, DeepSeekMath eq. 3; spec section 7).
+    """GRPO baseline (Shao et al. 2024, DeepSeekMath eq. 3).
 
         A_gb = r_gb - mean_g' r_g'b                      (upstream: no division by std)
         A_gb = (r_gb - mean_g' r_g'b) / (std_g' r_g'b + eps)   (normalize_std=True)
@@ -97,7 +97,7 @@ def zero_std_group_fraction(reward: Tensor, group_size: int) -> Tensor:
 
 # ---------------------------------------------------------------------------------- discounting
 def discount_advantages(adv: Tensor, traj_len: Tensor, is_padded: Tensor, gamma: float) -> Tensor:
-    """Spread per-reward advantages over the gaze slots before each reward (spec section 7).
+    """Spread per-reward advantages over the gaze slots before each reward.
 
     For reward i (a reconstructed frame) with trajectory length L_i (slots up to and including
     that frame, padding included) and real-slot mask M = ~is_padded:

@@ -1,4 +1,4 @@
-"""Stage 2: group-relative policy gradient against the frozen task reward (spec section 7).
+"""Stage 2: group-relative policy gradient against the frozen task reward.
 
 For every clip, G gaze sequences are sampled; the task rebuilds F frames from each and returns
 r_{g,i} = -L_{f_i}. With A_i the group-relative advantage of reward i, spread over the real gaze
@@ -22,7 +22,7 @@ How this "GRPO" departs from the paper's (DeepSeekMath, Shao et al. 2024, eq. 3)
   6. The loss is summed over slots (not averaged over a sequence's length), then averaged over
      rollouts by the trainer.
 
-Which distribution the log-probabilities come from (spec section 14.2):
+Which distribution the log-probabilities come from:
   * Sampling (``policy.generate`` in training mode): per frame, ids gazed earlier in the frame and
     EOS are removed, logits are divided by the trainer's temperature T(step), top-k (model config,
     50 as upstream) is kept, and ids drawn earlier in the same K-token chunk are removed.
@@ -99,7 +99,7 @@ def validate_grpo_config(cfg: dict) -> GRPOConfig:
 
 
 def reinforce_loss(log_probs: Tensor, advantages: Tensor, is_real: Tensor) -> Tensor:
-    """Per-rollout REINFORCE loss in GRPO's ratio form (spec section 7).
+    """Per-rollout REINFORCE loss in GRPO's ratio form.
 
         loss_r = - sum_n A_rn * exp(logp_rn - stopgrad(logp_rn))      -> grad = - sum_n A_rn grad logp_rn
 

@@ -11,7 +11,7 @@ def batch_mean_length(mask: Tensor, eps: float = 1e-6) -> Tensor:
 
 
 def masked_nll(log_probs: Tensor, is_real: Tensor) -> Tensor:
-    """Next-token loss per clip, normalised by the batch-average real length (spec section 6).
+    """Next-token loss per clip, normalised by the batch-average real length.
 
         ntp_b = - sum_n m_bn * log p_bn / (sum_{b,n} m_bn / B + 1e-6)
 
@@ -24,7 +24,7 @@ def masked_nll(log_probs: Tensor, is_real: Tensor) -> Tensor:
 
 
 def task_loss_prediction_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Masked MSE of the task-loss head per clip (spec sections 6, 7).
+    """Masked MSE of the task-loss head per clip.
 
         tlp_b = sum_n m_bn (pred_bn - target_bn)^2 / (sum_{b,n} m_bn / B + 1e-6)
 

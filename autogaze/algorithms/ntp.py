@@ -1,4 +1,4 @@
-"""Stage 1: next-token prediction on ground-truth gaze sequences (spec section 6).
+"""Stage 1: next-token prediction on ground-truth gaze sequences.
 
     L = mean_b [ ntp_b + tlp_b ]
     ntp_b = - sum_n m_bn log p(g_bn | g_<n, video) / (sum m / B)       (teacher forcing)

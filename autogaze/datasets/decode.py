@@ -1,4 +1,4 @@
-"""Clip decoding with decord (default) or PyAV, and upstream's frame-index rule (spec section 9).
+"""Clip decoding with decord (default) or PyAV, and upstream's frame-index rule.
 
 Bad input never crashes a run and is never silently replaced: any failure to open or decode raises
 :class:`BadVideo`, which the dataset turns into a skipped, counted item.

@@ -1,6 +1,6 @@
 """Ground-truth gaze labels (``gazing_labels.json``): format, validation, collation, writing.
 
-Format (upstream's, spec sections 6 and 9)::
+Format (upstream's)::
 
     {
       "<dataset_dir>/<split>/<file>.mp4": {
@@ -96,7 +96,7 @@ def load_labels(spec, clip_len: int, tokens_per_frame: int, key: str = "dataset.
 
 
 def collate_labels(entries: list[Entry], tokens_per_frame: int) -> GazeLabels:
-    """Pad frame t of every clip to (batch max length + 1) slots (spec section 6).
+    """Pad frame t of every clip to (batch max length + 1) slots.
 
     The extra slot is always padding (upstream's collate; the model therefore never learns EOS).
     Padded slots hold the frame's own first id ``t * P`` (an in-range id, see types.py) and the

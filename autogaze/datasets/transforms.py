@@ -1,4 +1,4 @@
-"""Frame preprocessing (spec section 3), random-resized-crop and the inverse transform, in torch.
+"""Frame preprocessing, random-resized-crop and the inverse transform, in torch.
 
 ``VideoTransform`` reproduces upstream's image-processor pipeline bit for bit (max error 1e-6 on the
 fixture): resize the shortest edge with antialiased bilinear interpolation *on uint8* (what PIL does,
@@ -17,7 +17,7 @@ from autogaze.utils.parsing import ConfigError, check_keys
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Keys of the model yaml's ``preprocessing`` block (spec 11.4) and of an HF preprocessor_config.json.
+#: Keys of the model yaml's ``preprocessing`` block and of an HF preprocessor_config.json.
 _HF_ONLY_KEYS = ("image_processor_type", "_processor_class", "feature_extractor_type", "processor_class")
 PREPROCESSING_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale",
                       "rescale_factor", "offset", "do_normalize", "image_mean", "image_std") + _HF_ONLY_KEYS
@@ -40,7 +40,7 @@ class VideoTransform:
     @classmethod
     def from_preprocessing(cls, cfg: dict, size: int | None = None) -> "VideoTransform":
         """From the Hydra ``model.preprocessing`` dict (or an HF ``preprocessor_config.json``);
-        ``size`` overrides ``size.shortest_edge`` (the trainer forces max(task scales), spec 8).
+        ``size`` overrides ``size.shortest_edge`` (the trainer forces max(task scales), as upstream's).
 
         Settings this pipeline cannot honour are ConfigErrors, never silently ignored: a resample
         other than bilinear (PIL 2), a centre crop other than S x S (frames are square after
@@ -117,7 +117,7 @@ class VideoTransform:
         return self.normalize(frames)
 
     def inverse(self, x: Tensor) -> Tensor:
-        """Normalised float [..., 3, H, W] -> displayable [0, 1] (spec section 3.3)."""
+        """Normalised float [..., 3, H, W] -> displayable [0, 1]."""
         mean = torch.tensor(self.image_mean, dtype=x.dtype, device=x.device)[:, None, None]
         std = torch.tensor(self.image_std, dtype=x.dtype, device=x.device)[:, None, None]
         y = x * std + mean if self.do_normalize else x

@@ -1,10 +1,10 @@
-"""``VideoFolder``: clips from folders of mp4 files (spec section 9).
+"""``VideoFolder``: clips from folders of mp4 files.
 
 ``dataset.root`` lists one or more roots (``'a,b'``), each holding ``train/`` and ``val/`` with
 ``*.mp4`` files (sorted). Each item is decoded, made square (centre crop, see
 ``transforms.center_square``), optionally random-resized-cropped (one box per clip), and turned
 into ``video`` (gaze-model input) and ``video_for_task`` (task input). With the default configs both
-transforms are the same (spec 3.1 and 3.2), so the two are one tensor object (computed once).
+transforms are the same, so the two are one tensor object (computed once).
 
 Bad files are skipped and counted, never replaced: ``__getitem__`` returns a :class:`Skipped`
 marker (one warning per file), ``collate`` drops it and lists its path in ``Batch.skipped_paths``.
@@ -30,14 +30,14 @@ from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_
 
 log = logging.getLogger("autogaze.data")
 
-#: spec 3.2: the task processor is Vivit's defaults at the largest task scale.
+#: Upstream's task processor is Vivit's defaults at the largest task scale.
 TASK_PREPROCESSING = dict(do_resize=True, do_rescale=True, rescale_factor=1 / 127.5, offset=True,
                           do_normalize=True, image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
 
 
 @dataclass
 class DatasetConfig:
-    """Every ``dataset.*`` key (upstream keys first, spec section 11.3)."""
+    """Every ``dataset.*`` key (upstream keys first)."""
 
     root: list[str]
     clip_len: int = 64

@@ -8,7 +8,7 @@ A model spec is ``NAME=REF`` or just ``REF`` (the name is then derived):
                                        checkpoint_latest_gaze/ (or a checkpoint_ep*_iter*/)
 
 Each AutoGaze sees frames normalised by its own preprocessor_config.json (as in training);
-baselines and checkpoints without one get the default normalisation (spec 3.1).
+baselines and checkpoints without one get the default normalisation.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """From original frames to the gaze model's square input, and gaze boxes back (the resize rule).
 
 The gaze model sees square frames of side S: S = 224 (its largest scale), or max(target_scales)
-in any-resolution mode (e.g. 392; the model then tiles that square itself, spec section 2.4).
+in any-resolution mode (e.g. 392; the model then tiles that square itself).
 A video of any H x W is brought to S x S by one of two documented rules:
 
 * ``crop`` (default): resize the shortest edge to S (bilinear, antialiased; the long edge becomes
-  ``int(S * long / short)``, exactly the processor's rule, spec section 3.1), then centre-crop
+  ``int(S * long / short)``, exactly the processor's rule), then centre-crop
   S x S (top = (h' - S) // 2, left = (w' - S) // 2). Aspect ratio is kept; for a non-square video
   the ends of the long side are not gazed (every box lies inside the central square).
 * ``squash``: resize straight to S x S. The whole frame is gazed; shapes are stretched.

@@ -1,7 +1,7 @@
 """`gaze_video`: run AutoGaze over a whole video of any length and resolution.
 
 Chunking (offline): the video is cut into consecutive chunks of ``max_num_frames`` (16) frames and
-every chunk is gazed as an independent clip (spec section 2.4: chunks share no context; the decode
+every chunk is gazed as an independent clip (chunks share no context; the decode
 state starts empty at each chunk). The last chunk holds the remaining 1..15 frames. When it is alone
 in its forward pass it runs as a shorter clip; when it shares a forward with full chunks
 (``batch_chunks > 1``) it is padded to full length by repeating its last frame, and the gazes of the
@@ -9,13 +9,13 @@ padded frames are dropped. Padding cannot change the real frames' gazes, because
 causal in time (the conv trunk looks back only, the decoder attends to the past only).
 
 Streaming (``stream=True``): frames are decoded and gazed one at a time, carrying the decode state
-(KV cache and conv cache, spec section 4.10) from frame to frame and resetting it every
+(KV cache and conv cache) from frame to frame and resetting it every
 ``max_num_frames`` frames, exactly where an offline chunk starts. So streaming gives the same gazes
 as the offline run, while holding one frame in memory and producing each frame's gazes before the
 next frame is read.
 
 Resolution: frames are made square by the resize rule of geometry.py (crop or squash). With
-``target_scales`` / ``target_patch_size`` (any-resolution mode, spec section 2.4) the square has
+``target_scales`` / ``target_patch_size`` (any-resolution mode) the square has
 side max(target_scales), is tiled by ``AnyResPlan`` (the same plan the dict call uses), gazed per
 tile with the budget applied per tile, and stitched back: ids then live in the target token space
 and come out ascending within each frame (the gaze order is lost, as upstream).

@@ -5,7 +5,7 @@ Only real gazes are kept (the model's padded slots are dropped where they are ma
 here needs a validity mask.
 
 Three id forms, all built from the frame-local id ``local`` in [0, P):
-* ``local``: id inside the frame, scales ascending, row-major inside a scale (spec section 2.2);
+* ``local``: id inside the frame, scales ascending, row-major inside a scale;
 * ``ids_per_chunk[c]``: chunk-global ``t * P + local`` with t the frame inside chunk c, which is
   what the gaze model returns and what a downstream ViT fed that chunk gathers with;
 * ``ids``: video-global ``frame * P + local``.

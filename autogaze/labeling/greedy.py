@@ -1,4 +1,4 @@
-"""Greedy gaze labels (paper section 3.2; spec section 13): per frame, add the patch that lowers that
+"""Greedy gaze labels (paper section 3.2): per frame, add the patch that lowers that
 frame's reconstruction loss the most, until the frame's budget is spent.
 
 For frame t with earlier labels ``g_<t`` and the current prefix ``p`` of frame t, every patch c not in
@@ -7,7 +7,7 @@ For frame t with earlier labels ``g_<t`` and the current prefix ``p`` of frame t
     c* = argmin_c  L_t( g_<t  +  p  +  c )        L_t = task loss of frame t rebuilt by the MAE
 
 and the loss reached after each pick is recorded (``task_losses``, what the NTP task-loss head is fit
-to). The MAE is block-causal (spec 5.3), so frame t depends only on frames <= t: frames after t are
+to). The MAE is block-causal, so frame t depends only on frames <= t: frames after t are
 dropped from the forward, and the earlier frames' labels are fixed context.
 
 All candidates of a step are scored together, ``candidate_batch`` MAE rows per forward. The frames'
@@ -27,7 +27,7 @@ from autogaze.types import Gazes
 
 @dataclass
 class ClipLabels:
-    """Labels of one clip, in the ``gazing_labels.json`` layout (spec section 6).
+    """Labels of one clip, in the ``gazing_labels.json`` layout.
 
     gazing_pos:  T lists of *global* ids ``t * P + local`` in gaze order.
     task_losses: T lists of floats: frame t's loss after gazes 0..j of that frame.

@@ -1,4 +1,4 @@
-"""Gaze models. ``AutoGaze`` is the released architecture (spec section 4)."""
+"""Gaze models. ``AutoGaze`` is the released architecture."""
 from autogaze.models.autogaze import AutoGaze, AutoGazeConfig, AutoGazeImageProcessor
 
 __all__ = ["AutoGaze", "AutoGazeConfig", "AutoGazeImageProcessor"]

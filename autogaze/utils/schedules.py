@@ -9,7 +9,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int, lr: float,
                        min_lr: float, warmup_ratio: float = 0.1) -> LambdaLR:
-    """Three schedules (spec section 8); each returns a multiplier of the base lr.
+    """Three schedules; each returns a multiplier of the base lr.
 
     * ``linear``: lr -> min_lr linearly over ``total_steps``, no warm-up.
     * ``linear_w_warmup``: 0 -> lr over ``warmup_ratio`` of the steps, then lr -> 0 (min_lr

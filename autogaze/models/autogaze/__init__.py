@@ -1,4 +1,4 @@
-"""AutoGaze gaze model: config, processor, model (spec sections 2-4)."""
+"""AutoGaze gaze model: config, processor, model."""
 from autogaze.models.autogaze.config import AutoGazeConfig
 from autogaze.models.autogaze.modeling import AutoGaze
 from autogaze.models.autogaze.processor import AutoGazeImageProcessor

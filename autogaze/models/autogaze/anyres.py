@@ -1,4 +1,4 @@
-"""Any-resolution gazing via tiles (spec section 2.4, ``target_scales`` / ``target_patch_size``).
+"""Any-resolution gazing via tiles (``target_scales`` / ``target_patch_size``).
 
 A square frame of side max(target_scales) is padded (right/bottom, zeros) and cut into n x n tiles
 of ``g * target_patch`` pixels, g = the model's finest grid side (14). Each tile is gazed on its own
@@ -43,7 +43,7 @@ class AnyResPlan:
         if frame_side != target.scales[-1]:
             raise ValueError(f"any-resolution input must be square with side max(target_scales)="
                              f"{target.scales[-1]}, got {frame_side}; resize it first")
-        # Tile count from the largest scale only, as upstream (spec section 14.19).
+        # Tile count from the largest scale only, as upstream.
         return cls(model, target, math.ceil(target.grid_sides[-1] / model.grid_sides[-1]))
 
     @property

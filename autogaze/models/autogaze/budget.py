@@ -1,4 +1,4 @@
-"""Per-frame gazing budgets and task-loss requirements (spec section 4.8).
+"""Per-frame gazing budgets and task-loss requirements.
 
 Randomness comes only from an optional ``torch.Generator`` (never Python ``random`` or global
 reseeding). Scalars drawn for the whole batch (video ratio, requirement tau) are broadcast from
@@ -95,7 +95,7 @@ class BudgetSampler:
 
     def from_user(self, num_clips: int, num_frames: int, device, gazing_ratio=None,
                   task_loss_requirement=None) -> Budget:
-        """Budget from explicit arguments (spec 4.8 table): ratio and/or tau; tau alone -> ratio 1."""
+        """Budget from explicit arguments: ratio and/or tau; tau alone -> ratio 1."""
         ratio = 1.0 if gazing_ratio is None else gazing_ratio
         ratios = _as_frame_tensor(ratio, num_clips, num_frames, device)
         tau = None

@@ -1,4 +1,4 @@
-"""`AutoGazeConfig`: reads and writes upstream's `config.json` unchanged (spec section 11.4).
+"""`AutoGazeConfig`: reads and writes upstream's `config.json` unchanged.
 
 Upstream stores lists as strings (``scales='32+64+112+224'``, ``dirichlet.alpha='10,3,3'``) and the
 sub-models as nested dicts. We keep those raw values as attributes, so a checkpoint round-trips
@@ -19,12 +19,12 @@ RATIO_STRATEGIES = ("fixed", "uniform", "exponential")
 FRAME_STRATEGIES = ("uniform", "dirichlet", "self")
 REQUIREMENT_STRATEGIES = ("fixed", "uniform")
 ATTN_MODES = ("sdpa", "eager", "flash_attention_2")
-GAZE_PATCH_SIZE = 16  # the gaze token space is defined on 16-px patches (spec section 2.1)
+GAZE_PATCH_SIZE = 16  # the gaze token space is defined on 16-px patches
 
 # Our keys that upstream lacks; written to config.json only when they differ from these defaults,
 # so a default config saves exactly upstream's key set.
 EXTRA_DEFAULTS = {
-    "sampling_top_k": 50,  # upstream samples with HF's default top-k 50 (spec section 14.2)
+    "sampling_top_k": 50,  # upstream samples with HF's default top-k 50
     "score_under_sampling_distribution": False,  # dict call re-scores unmasked, like upstream
 }
 
@@ -56,7 +56,7 @@ DEFAULT_REQUIREMENT = {
 
 @dataclass(frozen=True)
 class BudgetSettings:
-    """Typed view of the three budget sub-configs (spec section 4.8)."""
+    """Typed view of the three budget sub-configs."""
 
     ratio_strategy: dict[bool, str]         # training? -> 'fixed' | 'uniform' | 'exponential'
     ratio_fixed: float
@@ -156,7 +156,7 @@ class AutoGazeConfig(PretrainedConfig):
     # ------------------------------------------------------------------ Hydra entry point
     @classmethod
     def from_hydra(cls, model_cfg: Any) -> "AutoGazeConfig":
-        """Build from the Hydra ``model`` group (configs/model/autogaze.yaml, spec section 11.4).
+        """Build from the Hydra ``model`` group (configs/model/autogaze.yaml).
 
         ``_target_`` is dropped (upstream's train.py ignores it too) and ``preprocessing`` belongs to
         the image processor (``AutoGazeImageProcessor.from_hydra``), so neither lands in config.json.

@@ -1,4 +1,4 @@
-"""Gaze decoder (spec sections 4.3, 4.4): a transformers ``LlamaModel`` body plus K-token heads.
+"""Gaze decoder: a transformers ``LlamaModel`` body plus K-token heads.
 
 The sequence interleaves frames and gazes, ``[V_0 | G_0 | V_1 | G_1 | ...]``; padded gazes get
 attention-mask 0 and ``position_ids = cumsum(mask) - 1`` so they do not advance RoPE positions.

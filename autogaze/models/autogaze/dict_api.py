@@ -1,4 +1,4 @@
-"""Upstream's dict call, ``model({"video": v}, gazing_ratio=..., ...)`` (spec sections 4.8-4.10).
+"""Upstream's dict call, ``model({"video": v}, gazing_ratio=..., ...)``.
 
 A thin adapter over the typed API: parse the arguments into a Budget / Gazes / DecodeState, call
 ``sample_budget`` + ``generate`` + ``score``, and lay the result out as upstream's output dict.

@@ -1,14 +1,14 @@
-"""Frame-by-frame gaze generation with a KV cache (spec section 4.7), our own decode loop.
+"""Frame-by-frame gaze generation with a KV cache, our own decode loop.
 
 Per frame: feed [pending tokens | V_t], then repeatedly read the K heads at the last position,
 pick a chunk of up to K ids, and feed that chunk back. Differences from upstream, on purpose:
 * RoPE positions are ``cumsum(mask) - 1`` in every step (upstream never advanced them while
-  decoding, spec section 14.1), so greedy generation equals the argmax of teacher-forced scoring.
+  decoding; TRAINING.md, deviation M1), so greedy generation equals the argmax of teacher-forced scoring.
 * Budgets may differ per row (upstream's are shared); a row stops at its own cap.
 Kept from upstream: no repeats within a frame, EOS never sampled, top-k before the within-chunk
 mask, early stop per token on the task-loss head (head 0 ignored on a frame's first step), a
 finished row is padded for the rest of the frame, and a pad can sit between real gazes of the
-chunk in which early stopping fired (spec section 14.14).
+chunk in which early stopping fired.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class SamplerSettings:
 
 @dataclass
 class DecodeState:
-    """Decoder context carried across frames and across streaming calls (spec section 4.10).
+    """Decoder context carried across frames and across streaming calls.
 
     cache:          transformers Cache (a GrowingKVCache) with the keys/values of every token fed so far.
     cached_mask:    LongTensor [B, L_cached]  1 for vision tokens and real gazes, 0 for pads.

@@ -1,4 +1,4 @@
-"""`AutoGaze`: the gaze model (spec section 4) with a typed API and upstream's dict call.
+"""`AutoGaze`: the gaze model with a typed API and upstream's dict call.
 
 Typed API (what tasks and algorithms use):
     generate(video, budget, ...)  -> GazeRollout     free-running gazing, no grad
@@ -100,7 +100,7 @@ class AutoGaze(PreTrainedModel):
     def score(self, video: Tensor, gazes: Gazes, *, temperature: float = 1.0, masked: bool = False,
               top_k: int | None = None, vision_tokens: Tensor | None = None, group_size: int = 1,
               with_argmax: bool = False) -> GazeScores:
-        """Teacher-forced scores of ``gazes`` (spec 4.5, 4.6); differentiable.
+        """Teacher-forced scores of ``gazes``; differentiable.
 
         video [B, T, 3, H, W]; gazes [B, N]. Default: upstream's unmasked temperature-1 log-softmax.
         ``masked=True``: the generator's sampling distribution (see scoring.py), with ``top_k``
@@ -132,7 +132,7 @@ class AutoGaze(PreTrainedModel):
                  do_sample: bool | None = None, generator: torch.Generator | None = None,
                  state: DecodeState | None = None, return_state: bool = False,
                  vision_tokens: Tensor | None = None):
-        """Free-running gazing (spec 4.7) -> GazeRollout (gazes, budget, sample_log_probs [B, N]).
+        """Free-running gazing -> GazeRollout (gazes, budget, sample_log_probs [B, N]).
 
         video [B, T, 3, H, W]; budget.max_gazes [B, T]. do_sample None -> ``self.training``.
         sample_log_probs: log-probs of the picks under the distribution they were drawn from
@@ -157,7 +157,7 @@ class AutoGaze(PreTrainedModel):
     def sample_budget(self, video: Tensor, *, training: bool, group_size: int = 1, gazing_ratio=None,
                       task_loss_requirement=None, generator: torch.Generator | None = None,
                       temperature: float = 1.0, vision_tokens: Tensor | None = None) -> Budget:
-        """Budget for ``video`` [G*B, T, ...] (group-major copies) following spec 4.8.
+        """Budget for ``video`` [G*B, T, ...] (group-major copies) with the strategies of the ``model`` group (TRAINING.md).
 
         Explicit ``gazing_ratio`` (scalar, T values, [B] or [B, T]) and/or ``task_loss_requirement``
         win; otherwise the config's strategies for the mode (``training``) are used. Draws are made

@@ -1,4 +1,4 @@
-"""`AutoGazeImageProcessor` (spec section 3.1): Vivit-style per-frame pre-processing in torch.
+"""`AutoGazeImageProcessor`: Vivit-style per-frame pre-processing in torch.
 
 Order: shortest-edge resize (bilinear, antialiased, in uint8 so it rounds like PIL), optional centre
 crop, ``x * rescale_factor - 1`` (offset), then ImageNet mean/std on the [-1, 1] values (unusual,

@@ -1,4 +1,4 @@
-"""Teacher-forced scoring of a gaze sequence (spec sections 4.5, 4.6).
+"""Teacher-forced scoring of a gaze sequence.
 
 Multi-token prediction with frame-aligned chunks of K: slot j of a frame (r = j mod K) is predicted
 by head r at the *source* position n - (r + 1), i.e. the frame's last vision token for the first
@@ -11,7 +11,7 @@ Two distributions can be scored:
   the frame and EOS removed, logits divided by ``temperature``, top-k over what the previous
   chunks left, then the ids picked earlier in the same chunk removed. For real slots this equals
   the generator's ``sample_log_probs`` up to float rounding (one exception: an early-stop pad in
-  the middle of a chunk hides which id the generator had masked after it; spec section 4.7 quirk).
+  the middle of a chunk hides which id the generator had masked after it; an upstream quirk we keep).
 """
 from __future__ import annotations
 

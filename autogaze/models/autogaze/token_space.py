@@ -1,4 +1,4 @@
-"""The multi-scale patch vocabulary (spec section 2).
+"""The multi-scale patch vocabulary.
 
 A frame is seen at several scales s (ascending); each scale is cut into (s // patch)^2 row-major
 patches. Tokens are laid out scale after scale, so for 32+64+112+224 and patch 16:

@@ -1,4 +1,4 @@
-"""Vision encoder ("ShallowVideoConvNet", spec section 4.1) and connector (section 4.2).
+"""Vision encoder ("ShallowVideoConvNet") and connector.
 
 Attribute names (temporal_conv, norm, blocks.i.conv3d, out_proj, pos_embed) equal upstream's
 state-dict keys, so the released weights load as they are.

@@ -1,4 +1,4 @@
-"""VideoMAE reconstruction task (spec section 5): a frozen (or trainable) multi-scale, block-causal
+"""VideoMAE reconstruction task: a frozen (or trainable) multi-scale, block-causal
 ViT-MAE rebuilds chosen frames from the gazed patches; the reward is minus the per-frame loss.
 
 Modules: config (presets, task keys), embeddings, masks, model, losses (feature models), weights,

@@ -5,14 +5,14 @@ Everything hub-shaped is baked in here, so building the task never touches the n
 ``trainer.task_weights``, i.e. ``videomae.pt``); a local directory with ``config.json`` (or a
 ``.json`` file) is read instead when ``recon_model`` is a path.
 
-Task group keys (``configs/task/video_mae_reconstruction.yaml``; spec section 11.5):
+Task group keys (``configs/task/video_mae_reconstruction.yaml``):
 
 * ``recon_model``        preset name (see ``MAE_PRESETS``) or a local config dir / json file.
 * ``recon_sample_rate``  fraction of the T frames reconstructed per forward, in (0, 1].
 * ``attn_mode``          attention backend of the frozen DINOv2/SigLIP feature models only
                          (sdpa | eager | flash_attention_2). The MAE itself is always sdpa.
 * ``scales``             task scales, e.g. ``32+64+112+224``; must equal the gaze model's.
-* ``recon_model_config.{scale_embed, time_embed, max_num_frames, causal}``  spec section 5.1.
+* ``recon_model_config.{scale_embed, time_embed, max_num_frames, causal}``  the multi-scale / video additions.
 * ``recon_model_config.{loss_type, loss_weights}``  e.g. ``l1+dinov2_reg+siglip2`` / ``1+0.3+0.3``.
 * ``recon_model_config.{l1,dinov2_reg,siglip2}_loss_config``: ``model`` = preset or local path.
 * ours: ``recon_model_config.<arch key>`` for any key of ``ARCH_KEYS`` overrides the preset
@@ -35,7 +35,7 @@ from autogaze.utils.parsing import (
     parse_str_list,
 )
 
-# Task input normalisation (spec 3.2): x = (p / 127.5 - 1 - mean) / std for pixels p in [0, 255].
+# Task input normalisation: x = (p / 127.5 - 1 - mean) / std for pixels p in [0, 255].
 TASK_MEAN = (0.485, 0.456, 0.406)
 TASK_STD = (0.229, 0.224, 0.225)
 TASK_RESCALE = 1 / 127.5
@@ -70,13 +70,13 @@ DEFAULT_FEATURE_MODELS = {"dinov2_reg": "facebook/dinov2-with-registers-base",
 
 
 class MultiScaleViTMAEConfig(ViTMAEConfig):
-    """ViTMAEConfig plus the multi-scale / video additions of spec 5.1.
+    """ViTMAEConfig plus the multi-scale / video additions (scale and time embeddings, block-causal attention).
 
     scales:         ascending frame sizes, e.g. [32, 64, 112, 224]; each a multiple of patch_size.
     scale_embed:    learned (len(scales), D) table added per scale (encoder and decoder).
     time_embed:     learned (max_num_frames, D) table added per frame (encoder and decoder).
     max_num_frames: rows of the time tables (256 in the released weights).
-    causal:         block-causal attention over frames (spec 5.3); False = full attention.
+    causal:         block-causal attention over frames; False = full attention.
     """
 
     def __init__(self, scales=(224,), scale_embed: bool = True, time_embed: bool = True,
@@ -86,7 +86,7 @@ class MultiScaleViTMAEConfig(ViTMAEConfig):
         self.scale_embed, self.time_embed = bool(scale_embed), bool(time_embed)
         self.max_num_frames, self.causal = int(max_num_frames), bool(causal)
         # The block-causal mask needs sdpa's additive/boolean masks; eager ViT-MAE multiplies the
-        # mask into post-softmax probabilities (spec 14.10), which would be wrong here.
+        # mask into post-softmax probabilities, which would be wrong here.
         self._attn_implementation = "sdpa"
 
     @property

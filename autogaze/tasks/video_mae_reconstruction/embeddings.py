@@ -1,8 +1,8 @@
-"""Multi-scale video embeddings of the MAE encoder and the position tables of both halves (spec 5.2, 5.4).
+"""Multi-scale video embeddings of the MAE encoder and the position tables of both halves.
 
 The frame is resized to every scale, patch-embedded by ViT-MAE's shared conv, and given a position
 (2-D sin-cos, interpolated), a scale and a time embedding. Token layout per frame: scales ascending,
-row-major inside a scale (spec 2.2), so local id = offset_s + row * (s / patch) + col.
+row-major inside a scale, so local id = offset_s + row * (s / patch) + col.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def interpolate_pos_2d(table: Tensor, side: int) -> Tensor:
 def interpolate_pos_1d(table: Tensor, length: int) -> Tensor:
     """Decoder position rows for a scale with ``length`` tokens.
 
-    [quirk, kept for weight compatibility, spec 5.4 / 14.12] The decoder table is treated as a 1-D
+    [quirk, kept for weight compatibility; TRAINING.md, deviation V1] The decoder table is treated as a 1-D
     sequence of G*G rows and resized bicubically (a 1 x L image) to ``length`` rows, as HF ViT-MAE's
     decoder ``interpolate_pos_encoding`` does; the released decoder was trained with these rows.
     table: [1, 1 + G*G, D]; returns [length, D].
@@ -91,7 +91,7 @@ class MultiScaleViTMAEEmbeddings(ViTMAEEmbeddings):
 
 
 def decoder_position_rows(decoder, config: MultiScaleViTMAEConfig) -> Tensor:
-    """[P, Dd]: decoder position + scale embedding for every local id of a frame (spec 5.4 step 2-3)."""
+    """[P, Dd]: decoder position + scale embedding for every local id of a frame."""
     rows = []
     for i, side in enumerate(grid_sides(config)):
         r = interpolate_pos_1d(decoder.decoder_pos_embed, side * side)

@@ -1,4 +1,4 @@
-"""Per-frame reconstruction losses (spec 5.6): l1, DINOv2-with-registers and SigLIP(2) feature MSE.
+"""Per-frame reconstruction losses: l1, DINOv2-with-registers and SigLIP(2) feature MSE.
 
 The feature models are stock transformers classes built from a baked-in config (no hub access):
 ``Dinov2WithRegistersModel`` and ``SiglipVisionModel``. They are frozen (eval, requires_grad False)
@@ -30,7 +30,7 @@ from .config import TASK_MEAN, TASK_STD
 
 log = logging.getLogger(__name__)
 
-NUM_FEATURE_LAYERS = 4  # "last 4 hidden states" of both feature models (spec 5.6)
+NUM_FEATURE_LAYERS = 4  # "last 4 hidden states" of both feature models
 
 # Hub configs of the released feature models, and tiny ones (>= 4 layers) for CPU tests.
 FEATURE_PRESETS = {
@@ -62,7 +62,7 @@ def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def task_to_unit(x: Tensor) -> Tensor:
-    """Undo the task normalisation (spec 3.2): [M, 3, H, W] -> pixels / 255 in about [0, 1].
+    """Undo the task normalisation: [M, 3, H, W] -> pixels / 255 in about [0, 1].
     No clamp: the prediction may leave the range and its gradient must not be cut."""
     mean = x.new_tensor(TASK_MEAN)[:, None, None]
     std = x.new_tensor(TASK_STD)[:, None, None]
@@ -70,7 +70,7 @@ def task_to_unit(x: Tensor) -> Tensor:
 
 
 class FeatureLoss:
-    """MSE between last-4-layer features of prediction and target (spec 5.6). Frozen, eval mode.
+    """MSE between last-4-layer features of prediction and target. Frozen, eval mode.
 
     name:  'dinov2_reg' or 'siglip2'.
     model: the transformers vision model; ``source`` records where its weights came from
@@ -101,7 +101,7 @@ class FeatureLoss:
         pixel_values = pixel_values.to(next(self.model.parameters()).dtype)
         kwargs = {}
         if self.name == "siglip2" and x.shape[-1] != self.model.config.image_size:
-            # 224 frames use SigLIP's own table as is (spec 5.6: no resize); other sizes (tiny tests,
+            # 224 frames use SigLIP's own table as is (upstream: no resize); other sizes (tiny tests,
             # other task scales) need its position interpolation. DINOv2 always interpolates.
             kwargs["interpolate_pos_encoding"] = True
         hidden = self.model(pixel_values=pixel_values, output_hidden_states=True, **kwargs).hidden_states

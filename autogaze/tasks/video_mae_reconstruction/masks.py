@@ -1,11 +1,11 @@
-"""Block-causal attention masks over frames, for sdpa (spec 5.3).
+"""Block-causal attention masks over frames, for sdpa.
 
 Convention: a boolean mask where **True means "query may attend to key"** (what
 ``F.scaled_dot_product_attention`` takes; it equals the upstream additive 0/-inf mask and needs no
 dtype matching under autocast). The CLS token sits at index 0.
 
 Rule (causal): query q attends key k iff (frame(k) <= frame(q) and k is not padded) or k is CLS.
-The CLS query sees only itself. Non-causal (upstream crashes there, spec 14.10): every query,
+The CLS query sees only itself. Non-causal (upstream crashes there; TRAINING.md, deviation V5): every query,
 CLS included, sees every real key.
 
 [quirk, dropped] upstream also allows the diagonal at indices 0..N-1 of the (1+N)-sized matrix (off by

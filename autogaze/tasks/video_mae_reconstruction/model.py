@@ -1,4 +1,4 @@
-"""Multi-scale, block-causal ViT-MAE that rebuilds chosen frames from gazed patches (spec 5.1-5.4).
+"""Multi-scale, block-causal ViT-MAE that rebuilds chosen frames from gazed patches.
 
 Composed from transformers' ViT-MAE parts: ``ViTMAEEmbeddings`` (subclassed to add scale/time
 tables), ``ViTMAEEncoder``'s ``ViTMAELayer`` stack, ``ViTMAEDecoder`` (subclassed likewise). The
@@ -79,7 +79,7 @@ class MultiScaleViTMAE(ViTMAEPreTrainedModel):
         emb = self.vit.embeddings
         tokens = emb(video)  # [B, T, P, D]
         B, T, P, D = tokens.shape
-        # Padded slots gather global id 0 as a dummy; the mask hides them as keys (spec 5.2).
+        # Padded slots gather global id 0 as a dummy; the mask hides them as keys.
         idx = gazes.ids.masked_fill(gazes.is_padded, 0)
         x = tokens.reshape(B, T * P, D).gather(1, idx[..., None].expand(-1, -1, D))  # [B, N, D]
         x = torch.cat([emb.cls_embedding().to(x.dtype).expand(B, -1, -1), x], dim=1)  # [B, 1+N, D]
@@ -98,7 +98,7 @@ class MultiScaleViTMAE(ViTMAEPreTrainedModel):
         x = dec.decoder_embed(latent)  # [B, 1+N, Dd]
         B, _, Dd = x.shape
         # Scatter real gazes into a full grid of mask tokens; padded slots land on a throw-away
-        # extra row TP, so a pad never overwrites anything (our fix, see the report/spec 5.4).
+        # extra row TP, so a pad never overwrites anything (our fix).
         idx = gazes.ids.masked_fill(gazes.is_padded, T * P)
         full = dec.mask_token.to(x.dtype).expand(B, T * P + 1, Dd)
         full = torch.scatter(full, 1, idx[..., None].expand(-1, -1, Dd), x[:, 1:])  # [B, TP+1, Dd]

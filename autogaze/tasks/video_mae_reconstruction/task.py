@@ -1,7 +1,7 @@
-"""The VideoMAE reconstruction task: reward = -(per-frame reconstruction loss) of gazed clips (spec 5).
+"""The VideoMAE reconstruction task: reward = -(per-frame reconstruction loss) of gazed clips.
 
     task = VideoMAEReconstruction.from_config(cfg.task)          # Hydra `task` group dict
-    task.check_compatible(model_scales, model_tokens_per_frame)  # fail early (spec 14.5)
+    task.check_compatible(model_scales, model_tokens_per_frame)  # fail early
     task.load_task_weights("videomae.pt")                        # MAE + frozen feature models
     out = task(batch.video_for_task, rollout.gazes, generator=g) # TaskOutput
 
@@ -80,17 +80,17 @@ class VideoMAEReconstruction(nn.Module):
 
     @property
     def gaze_model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the gaze model's forward (spec 8): the task's scales and patch."""
+        """Keyword arguments of the gaze model's forward: the task's scales and patch."""
         return {"target_scales": self.scales, "target_patch_size": self.patch_size}
 
     def check_compatible(self, gaze_scales: Any, gaze_tokens_per_frame: int, frame_size: int | None = None) -> None:
-        """Raise ConfigError unless the gaze model and the task share one token space (spec 14.5)."""
+        """Raise ConfigError unless the gaze model and the task share one token space."""
         task_scales = "+".join(map(str, self.scales))
         g = parse_scales("model.scales", gaze_scales)
         if g != self.scales:
             raise ConfigError("task.scales", task_scales,
                               f"must equal model.scales={'+'.join(map(str, g))}; a mismatch makes the gaze model "
-                              "resample its gazes and drop their log-probs (spec 14.5), breaking NTP/GRPO",
+                              "resample its gazes and drop their log-probs, breaking NTP/GRPO",
                               f"set task.scales={'+'.join(map(str, g))}")
         if int(gaze_tokens_per_frame) != self.tokens_per_frame:
             raise ConfigError("task.recon_model_config.patch_size", self.patch_size,
@@ -141,7 +141,7 @@ class VideoMAEReconstruction(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def sample_frame_ids(self, num_frames: int, generator: torch.Generator | None, device) -> Tensor:
-        """F = max(1, int(T * recon_sample_rate)) frames by randperm (spec 5.5), sorted; [F] long."""
+        """F = max(1, int(T * recon_sample_rate)) frames by randperm, sorted; [F] long."""
         F_ = max(1, int(num_frames * self.config.recon_sample_rate))
         gen_device = generator.device if generator is not None else "cpu"
         perm = torch.randperm(num_frames, generator=generator, device=gen_device)
@@ -154,7 +154,7 @@ class VideoMAEReconstruction(nn.Module):
         return ids
 
     def compute_loss(self, reconstruction: Tensor, target: Tensor) -> Tensor:
-        """[B, F, 3, H, W] x 2 -> [B, F]: sum_k w_k * loss_k per (clip, frame) (spec 5.6)."""
+        """[B, F, 3, H, W] x 2 -> [B, F]: sum_k w_k * loss_k per (clip, frame)."""
         B, F_ = reconstruction.shape[:2]
         pred, tgt = reconstruction.flatten(0, 1), target.flatten(0, 1)
         total = 0.0
@@ -187,7 +187,7 @@ class VideoMAEReconstruction(nn.Module):
         return self._output(loss_per_frame, recon, gazes, fids)
 
     def _output(self, loss_per_frame: Tensor, recon: Tensor, gazes: Gazes, fids: Tensor) -> TaskOutput:
-        """Reward, trajectory lengths and per-gaze task-loss targets (spec 5.7)."""
+        """Reward, trajectory lengths and per-gaze task-loss targets."""
         B, N = gazes.ids.shape
         T, P = gazes.num_frames, self.tokens_per_frame
         device = gazes.ids.device
@@ -195,7 +195,7 @@ class VideoMAEReconstruction(nn.Module):
         slot = torch.arange(N, device=device).expand(B, N)
         is_real = ~gazes.is_padded
         # Last *non-padded* slot of each frame. Early stopping can leave a pad between real gazes
-        # (spec 4.7/14.14); upstream's shifted-pad mask would then also mark the gaze before that pad.
+        #; upstream's shifted-pad mask would then also mark the gaze before that pad.
         last_real = torch.full((B, T), -1, dtype=torch.long, device=device).scatter_reduce(
             1, frame_of_slot, torch.where(is_real, slot, -1), reduce="amax")  # [B, T]
         is_last = slot == last_real.gather(1, frame_of_slot)  # [B, N]
@@ -214,7 +214,7 @@ class VideoMAEReconstruction(nn.Module):
 
     def visualize(self, video_for_task: Tensor, gazes: Gazes, reconstruction: Tensor, frame_ids: Tensor,
                   path: str | os.PathLike) -> str:
-        """PNG grid of the first sample (spec 5.8); see visualize.visualize."""
+        """PNG grid of the first sample; see visualize.visualize."""
         from .visualize import visualize
         return visualize(video_for_task, gazes, reconstruction, frame_ids, path,
                          scales=self.scales, patch_size=self.patch_size)

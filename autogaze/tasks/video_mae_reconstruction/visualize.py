@@ -1,4 +1,4 @@
-"""Validation picture of one clip (spec 5.8): frames, gazed patches per scale, reconstructions.
+"""Validation picture of one clip: frames, gazed patches per scale, reconstructions.
 
 Rows: the frames; one row per scale (frame resized to that scale, gazed patches at full brightness,
 the rest at 20%, red boxes on gazed patches); the reconstructions (black where a frame was not
@@ -21,7 +21,7 @@ DIM = 0.2  # brightness of patches that were not gazed
 
 
 def task_to_display(x: Tensor) -> Tensor:
-    """Inverse task transform (spec 3.3): [..., 3, H, W] -> [..., H, W, 3] in [0, 1].
+    """Inverse task transform: [..., 3, H, W] -> [..., H, W, 3] in [0, 1].
     The rescale factor is 1/127.5, not 1/255, hence the extra ``/2 + 0.5``."""
     mean = x.new_tensor(TASK_MEAN)[:, None, None]
     std = x.new_tensor(TASK_STD)[:, None, None]

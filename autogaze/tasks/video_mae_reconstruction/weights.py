@@ -1,4 +1,4 @@
-"""Loading task weights through an explicit key map; missing or unexpected keys raise (spec 8, 14.9).
+"""Loading task weights through an explicit key map; missing or unexpected keys raise.
 
 Key map of a ``videomae.pt``-style state dict (after stripping one optional DDP ``module.`` prefix):
 
@@ -11,7 +11,7 @@ Key map of a ``videomae.pt``-style state dict (after stripping one optional DDP 
 | feature keys of a loss the task does not use | ignored, logged                    |
 | anything else               | unexpected                                                  |
 
-The feature-model names are inferred (spec 5.6/README): upstream attaches the transformers models to
+The feature-model names are inferred from upstream's checkpoint layout: upstream attaches the transformers models to
 its MAE module as ``dinov2_reg`` and ``siglip2``. A feature model already filled (from a local path or
 an earlier file) is not reported missing when a file (e.g. our own checkpoint) lacks it.
 """
