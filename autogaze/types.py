@@ -104,7 +104,7 @@ class Budget:
 
 @dataclass
 class GazeScores:
-    """Teacher-forced scores of a gaze sequence.
+    """Scores of a gaze sequence (teacher-forced, or read off the decode).
 
     log_probs:            FloatTensor [B, N]  log p(gaze_n | context), log_softmax (not log(p+eps)).
     task_loss_prediction: FloatTensor [B, N]  predicted task loss after each gaze.
@@ -124,7 +124,8 @@ class GazeRollout:
     """What a gaze model hands to a task and an algorithm: gazes plus their scores.
 
     gazes:  the sequences (generated, or the ground truth under teacher forcing).
-    scores: teacher-forced scores with grad (None when only generating).
+    scores: the scores of the gazes: read off the decode by ``AutoGaze.generate`` (no grad, equal to
+            teacher forcing), or teacher-forced with grad from ``score``; None where a model gives none.
     budget: the budget the gazes were generated under (None for teacher forcing).
     sample_log_probs: FloatTensor [B, N] or None  log-probs under the *sampling* distribution,
                       recorded during generation (masked, tempered, top-k); lets GRPO skip the

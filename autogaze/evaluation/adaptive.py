@@ -44,9 +44,12 @@ def evaluate_adaptive(model: nn.Module, random_model: nn.Module, task: nn.Module
             for i, batch in nonempty_batches(batches, max_batches):
                 T = batch.video.shape[1]
                 budget = model.sample_budget(batch.video, training=False, gazing_ratio=cap, task_loss_requirement=tau)
-                gazes = model.generate(batch.video, budget).gazes
+                rollout = model.generate(batch.video, budget)
+                gazes = rollout.gazes
                 out = task(batch.video_for_task, gazes, frame_ids=list(range(T)))
-                pred = model.score(batch.video, gazes).task_loss_prediction      # [B, N]
+                # The decode's own task-loss predictions (equal to teacher forcing); score if a model has none.
+                scores = rollout.scores if rollout.scores is not None else model.score(batch.video, gazes)
+                pred = scores.task_loss_prediction                               # [B, N]
                 at_stop = pred.gather(1, last_real_slot(gazes))                  # [B, T]
                 counts = gazes.to_mask().sum(-1).long().clamp_min(1)            # [B, T]
                 gen = torch.Generator().manual_seed(seed * 1_000_003 + i)

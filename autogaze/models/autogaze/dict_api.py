@@ -1,8 +1,14 @@
 """Upstream's dict call, ``model({"video": v}, gazing_ratio=..., ...)``.
 
 A thin adapter over the typed API: parse the arguments into a Budget / Gazes / DecodeState, call
-``sample_budget`` + ``generate`` + ``score``, and lay the result out as upstream's output dict.
+``sample_budget`` + ``generate`` (+ ``score`` when needed, see below), and lay the result out as
+upstream's output dict. ``log_action_probs`` / ``task_loss_prediction`` come from the decode itself
+(``GazeRollout.scores``: the teacher-forced values to float rounding) unless gradients or another
+distribution are wanted: a teacher-forced ``score`` pass runs for ``gazing_info``, and in training
+mode with grad enabled or with ``score_under_sampling_distribution``.
 Deviations (documented for users switching from upstream):
+* in eval mode (or under no_grad) the generated call's ``log_action_probs`` carry no gradient;
+  for gradients use training mode, or ``model.score(video, gazes)``.
 * ``log_action_probs`` is ``log_softmax`` (upstream: ``log(p + 1e-8)``); equal wherever p >> 1e-8.
 * padded slots of ``gazing_pos`` hold an in-range id of their own frame (upstream: ``265 * (t+1)``,
   which collides with the next frame). Filter with ``if_padded_gazing`` either way.
@@ -54,14 +60,20 @@ def forward_dict(model, inputs: dict, gazing_ratio=None, task_loss_requirement=N
     any-resolution adaptation, as upstream), gazing_mask (list of [B, T, n_s]), scales,
     frame_sampling_rate, num_vision_tokens_each_frame, has_task_loss_requirement,
     task_loss_requirement [B, T] or None, and the four past_* caches (None unless use_cache).
-    In streaming mode (use_cache) ``gazing_pos`` is frame-local to the frames of this call.
+    In streaming mode (use_cache) ``gazing_pos`` is frame-local to the frames of this call, and the
+    scores are this call's slots given the cached context.
     """
     video: Tensor = inputs["video"]
     group_size = int(inputs.get("group_size", 1))
     state = _state_from_caches(past_key_values, past_inputs_embeds, past_attention_mask, past_conv_values)
-    if (use_cache or state is not None) and not generate_only:
-        raise ValueError("use_cache / past_* (streaming) require generate_only=True")
     plan = AnyResPlan.make(model.token_space, video.shape[-1], target_scales, target_patch_size)
+    # Teacher-force only what the decode cannot give: given gazes, gradients, the sampling distribution.
+    masked = model.config.score_under_sampling_distribution and gazing_info is None and model.training
+    rescore = not generate_only and plan is None and (
+        gazing_info is not None or masked or (model.training and torch.is_grad_enabled()))
+    if (use_cache or state is not None) and (rescore or gazing_info is not None):
+        raise ValueError("streaming (use_cache / past_*) generates, so it takes no gazing_info, and its scores come "
+                         "from the decode (no grad): use eval mode or no_grad, or generate_only=True")
     if plan is not None:
         if gazing_info is not None or use_cache:
             raise ValueError("target_scales/target_patch_size cannot be combined with gazing_info or streaming")
@@ -69,7 +81,7 @@ def forward_dict(model, inputs: dict, gazing_ratio=None, task_loss_requirement=N
             raise ValueError(f"any-resolution input must be square, got {tuple(video.shape[-2:])}")
         video = plan.tile(video)
 
-    budget = None
+    budget = rollout = None
     if gazing_info is not None:
         gazes = gazes_from_gazing_info(gazing_info, model.tokens_per_frame)
     else:
@@ -82,10 +94,11 @@ def forward_dict(model, inputs: dict, gazing_ratio=None, task_loss_requirement=N
         gazes = rollout.gazes
 
     log_probs = task_loss = None
-    if not generate_only:
-        masked = model.config.score_under_sampling_distribution and gazing_info is None and model.training
+    if rescore:
         scores = model.score(video, gazes, temperature=temperature if masked else 1.0, masked=masked)
         log_probs, task_loss = scores.log_probs, scores.task_loss_prediction
+    elif not generate_only and plan is None:  # (any-resolution output omits them, as upstream)
+        log_probs, task_loss = rollout.scores.log_probs, rollout.scores.task_loss_prediction
 
     out = {}
     scales, P = list(model.token_space.scales), model.tokens_per_frame

@@ -9,6 +9,9 @@ Kept from upstream: no repeats within a frame, EOS never sampled, top-k before t
 mask, early stop per token on the task-loss head (head 0 ignored on a frame's first step), a
 finished row is padded for the rest of the frame, and a pad can sit between real gazes of the
 chunk in which early stopping fired.
+The decode also yields the teacher-forced scores of its own gazes (``GazeScores``: each pick's
+unmasked temperature-1 log-prob, the task-loss head after each slot), so inference needs no
+second, teacher-forced pass.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from transformers import Cache
 from autogaze.models.autogaze.decoder import GazeDecoder, positions_from_mask
 from autogaze.models.autogaze.kv_cache import GrowingKVCache
 from autogaze.models.autogaze.scoring import top_k_filter
-from autogaze.types import Budget, Gazes
+from autogaze.types import Budget, Gazes, GazeScores
 
 NEG_INF = float("-inf")
 GREEDY_HOST_ROWS = 16  # _pick_chunk: greedy picks for at most this many rows use _pick_greedy
@@ -64,26 +67,51 @@ class DecodeState:
         return torch.cat([self.cached_mask, self.pending_mask], dim=1)
 
 
-def _feed(decoder: GazeDecoder, state: DecodeState, embeds: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Run pending + new tokens; return the last position's (logits [B, K, V], task loss [B, K]).
+def _feed(decoder: GazeDecoder, state: DecodeState, embeds: Tensor, mask: Tensor,
+          read_pending: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Run pending + new tokens; return the last position's (logits [B, K, V], task loss [B, K]),
+    and with ``read_pending`` (and tokens pending) head 0 of the task loss at the last pending
+    token [B], else None: that is the loss predicted after the previous frame's last gaze slot.
 
     Columns that are padding in every row are dropped first: a padded key is never attended and
     positions skip it anyway, so the result is unchanged, and a pad-free cache needs no mask.
-    The last column is always kept, because its output is read.
+    The last column is always kept, because its output is read (so is the last pending one when
+    read: a pad's output is defined too, the same as teacher forcing gives it).
     """
+    n_pending = state.pending_embeds.shape[1] if read_pending else 0
     embeds = torch.cat([state.pending_embeds, embeds.to(state.pending_embeds.dtype)], dim=1)
     mask = torch.cat([state.pending_mask, mask], dim=1)
     keep = mask.any(0)
     keep[-1] = True
+    if n_pending:
+        keep[n_pending - 1] = True
     if not bool(keep.all()):
         embeds, mask = embeds[:, keep], mask[:, keep]
     positions = positions_from_mask(mask, state.cached_mask)
     full = torch.cat([state.cached_mask, mask], dim=1)
     last = torch.tensor([embeds.shape[1] - 1], device=embeds.device)
-    hidden = decoder.body(embeds, full, positions, past_key_values=state.cache, out_positions=last)
+    read = torch.cat([keep[:n_pending].sum(0, keepdim=True) - 1, last]) if n_pending else last
+    hidden = decoder.body(embeds, full, positions, past_key_values=state.cache, out_positions=read)
     state.cached_mask = full
     state.pending_embeds, state.pending_mask = embeds[:, :0], mask[:, :0]
-    return decoder.heads(hidden[:, 0])
+    logits, tl = decoder.heads(hidden[:, -1])
+    at_pending = decoder.task_loss_prediction_head(hidden[:, 0, None]).float()[:, 0, 0] if n_pending else None
+    return logits, tl, at_pending
+
+
+def _look_ahead_task_loss(decoder: GazeDecoder, state: DecodeState) -> Tensor:
+    """Head 0 of the task loss at the last pending token [B], leaving ``state`` as it was.
+
+    The pending chunk is normally fed with the next frame (of this call or of the next streaming
+    call); when the clip ends on a full chunk its last slot's predicted loss is only there, so
+    feed it now and roll the cache back, which keeps streaming identical to one long call.
+    """
+    saved = (state.cached_mask, state.pending_embeds, state.pending_mask)
+    n_cached = state.cached_mask.shape[1]  # == the cache length: every fed column is cached
+    _, tl, _ = _feed(decoder, state, state.pending_embeds[:, :0], state.pending_mask[:, :0])
+    state.cache.crop(n_cached)
+    state.cached_mask, state.pending_embeds, state.pending_mask = saved
+    return tl[:, 0]
 
 
 def _pick_chunk(logits: Tensor, banned: Tensor, s: SamplerSettings) -> tuple[Tensor, Tensor, Tensor]:
@@ -158,13 +186,17 @@ def _pick_greedy(logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def generate_frames(decoder: GazeDecoder, vision_tokens: Tensor, budget: Budget, sampler: SamplerSettings,
-                    state: DecodeState | None = None) -> tuple[Gazes, Tensor, DecodeState]:
+                    state: DecodeState | None = None) -> tuple[Gazes, Tensor, GazeScores, DecodeState]:
     """Generate gazes for T frames.
 
     vision_tokens [B, T, V_tok, D] (connector output); budget.max_gazes [B, T] (>= 1),
     budget.task_loss_requirement [B, T] or None; state: context from earlier frames (streaming).
     Returns (Gazes with ids t * P + local, t counted from 0 within this call; pads hold id t * P,
-    sample_log_probs [B, N] (0 at pads), the updated DecodeState).
+    sample_log_probs [B, N] (0 at pads), scores, the updated DecodeState).
+    ``scores``: GazeScores [B, N] (fp32, entropy None) read off the decode itself: ``log_probs`` the
+    unmasked temperature-1 log-softmax at each pick (whatever distribution it was drawn from) and
+    ``task_loss_prediction`` the task-loss head after each slot, i.e. what teacher-forced
+    ``AutoGaze.score(..., masked=False)`` gives for these gazes (pads too: EOS scored there).
     """
     B, T, Vt, D = vision_tokens.shape
     K, eos, P = decoder.num_multi_token_pred, decoder.eos_id, decoder.eos_id
@@ -176,8 +208,13 @@ def generate_frames(decoder: GazeDecoder, vision_tokens: Tensor, budget: Budget,
     tau = None if budget.task_loss_requirement is None else budget.task_loss_requirement.to(dev)
     ones = torch.ones(B, Vt, dtype=torch.long, device=dev)
     all_ids, all_pad, all_logp, counts = [], [], [], []
+    # Scores, slot order. The loss after chunk slot i is head i + 1 at the chunk's source; after
+    # slot K - 1 (a full chunk) it is head 0 at that slot, known only once the chunk is fed: `open_slot`.
+    score_logp, score_tl, open_slot = [], [], False
     for t in range(T):
-        logits, tl = _feed(decoder, state, vision_tokens[:, t], ones)
+        logits, tl, tl_pending = _feed(decoder, state, vision_tokens[:, t], ones, read_pending=True)
+        if open_slot:
+            score_tl.append(tl_pending[:, None])
         banned = torch.zeros(B, P + 1, dtype=torch.bool, device=dev)
         banned[:, eos] = True
         finished = torch.zeros(B, dtype=torch.bool, device=dev)
@@ -201,6 +238,9 @@ def generate_frames(decoder: GazeDecoder, vision_tokens: Tensor, budget: Budget,
             frame_ids.append(ids)
             frame_pad.append(pad)
             frame_logp.append(logp.masked_fill(pad, 0.0))
+            score_logp.append(_unmasked_log_probs(logits[:, :k], ids))
+            score_tl.append(tl[:, 1:k + 1])
+            open_slot = k == K
             n_done += k
             chunk_embeds = decoder.embed(ids).to(vision_tokens.dtype)
             chunk_mask = (~pad).long()
@@ -208,12 +248,24 @@ def generate_frames(decoder: GazeDecoder, vision_tokens: Tensor, budget: Budget,
                 state.pending_embeds = torch.cat([state.pending_embeds, chunk_embeds], 1)
                 state.pending_mask = torch.cat([state.pending_mask, chunk_mask], 1)
                 break
-            logits, tl = _feed(decoder, state, chunk_embeds, chunk_mask)
+            logits, tl, _ = _feed(decoder, state, chunk_embeds, chunk_mask)
+            if open_slot:
+                score_tl.append(tl[:, :1])
         ids, pad = torch.cat(frame_ids, 1), torch.cat(frame_pad, 1)
         all_ids.append(torch.where(pad, 0, ids) + t * P)
         all_pad.append(pad)
         all_logp.append(torch.cat(frame_logp, 1))
         counts.append(ids.shape[1])
+    if open_slot:
+        score_tl.append(_look_ahead_task_loss(decoder, state)[:, None])
     gazes = Gazes(ids=torch.cat(all_ids, 1), is_padded=torch.cat(all_pad, 1),
                   num_per_frame=torch.tensor(counts, dtype=torch.long, device=dev), tokens_per_frame=P)
-    return gazes, torch.cat(all_logp, 1), state
+    scores = GazeScores(log_probs=torch.cat(score_logp, 1), task_loss_prediction=torch.cat(score_tl, 1))
+    return gazes, torch.cat(all_logp, 1), scores, state
+
+
+def _unmasked_log_probs(logits: Tensor, ids: Tensor) -> Tensor:
+    """logits [B, k, V] raw (before any ban, temperature or top-k), ids [B, k] -> log_softmax at ids [B, k].
+
+    Computed per chunk, not once over a [B, N, V] stack, so memory stays O(B * N)."""
+    return logits.gather(2, ids[..., None]).squeeze(2) - logits.logsumexp(-1)

@@ -45,9 +45,24 @@ class GrowingKVLayer(DynamicLayer):
         self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
         return self.keys, self.values
 
+    def crop(self, max_length: int) -> None:
+        """Keep the first ``max_length`` tokens (negative: drop that many). Overridden because the
+        next ``update`` writes at ``self.length``, which DynamicLayer's crop would leave stale."""
+        if max_length < 0:
+            max_length = self.length + max_length
+        if self._k is None or self.length <= max_length:
+            return
+        self.length = max_length
+        self.keys, self.values = self._k[:, :, :max_length], self._v[:, :, :max_length]
+
 
 class GrowingKVCache(Cache):
     """A transformers Cache of GrowingKVLayer, one per decoder layer."""
 
     def __init__(self, num_layers: int, capacity: int = 1024):
         super().__init__(layers=[GrowingKVLayer(capacity) for _ in range(num_layers)])
+
+    def crop(self, max_length: int) -> None:
+        """Every layer back to its first ``max_length`` tokens (generation's look-ahead rolls back)."""
+        for layer in self.layers:
+            layer.crop(max_length)

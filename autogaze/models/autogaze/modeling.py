@@ -1,7 +1,7 @@
 """`AutoGaze`: the gaze model with a typed API and upstream's dict call.
 
 Typed API (what tasks and algorithms use):
-    generate(video, budget, ...)  -> GazeRollout     free-running gazing, no grad
+    generate(video, budget, ...)  -> GazeRollout     free-running gazing and its scores, no grad
     score(video, gazes, ...)      -> GazeScores      teacher forcing, with grad
     sample_budget(video, ...)     -> Budget          strategies of section 4.8
 The dict call ``model({"video": v}, gazing_ratio=..., ...)`` is a thin adapter (dict_api.py).
@@ -132,11 +132,14 @@ class AutoGaze(PreTrainedModel):
                  do_sample: bool | None = None, generator: torch.Generator | None = None,
                  state: DecodeState | None = None, return_state: bool = False,
                  vision_tokens: Tensor | None = None):
-        """Free-running gazing -> GazeRollout (gazes, budget, sample_log_probs [B, N]).
+        """Free-running gazing -> GazeRollout (gazes, budget, sample_log_probs [B, N], scores).
 
         video [B, T, 3, H, W]; budget.max_gazes [B, T]. do_sample None -> ``self.training``.
         sample_log_probs: log-probs of the picks under the distribution they were drawn from
         (masked, tempered, top-k when sampling; masked at temperature 1 without top-k when greedy).
+        scores: GazeScores [B, N] read off the decode, no grad, entropy None: log_probs and
+        task_loss_prediction equal ``score(video, gazes)`` (unmasked, temperature 1) to float
+        rounding, whatever the sampling temperature, so no second pass is needed without grad.
         With ``return_state`` also returns the DecodeState for streaming (pass it back as ``state``).
         ``vision_tokens`` [B, T, V_tok, D] (``encode_video(video)``) skips the encoder; not with
         streaming, whose conv cache only the encoder advances.
@@ -149,9 +152,9 @@ class AutoGaze(PreTrainedModel):
             vision_tokens, conv_cache = self.gazing_model.embed_video(video, conv_cache)
         elif state is not None or return_state:
             raise ValueError("vision_tokens cannot be combined with streaming (state / return_state)")
-        gazes, logp, state = generate_frames(self.decoder, vision_tokens, budget, sampler, state)
+        gazes, logp, scores, state = generate_frames(self.decoder, vision_tokens, budget, sampler, state)
         state.conv_cache = conv_cache
-        rollout = GazeRollout(gazes=gazes, budget=budget, sample_log_probs=logp)
+        rollout = GazeRollout(gazes=gazes, scores=scores, budget=budget, sample_log_probs=logp)
         return (rollout, state) if return_state else rollout
 
     def sample_budget(self, video: Tensor, *, training: bool, group_size: int = 1, gazing_ratio=None,
