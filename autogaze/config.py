@@ -61,6 +61,7 @@ class TrainerConfig:
     device: str = "auto"                # auto | cpu | cuda
     precision: str = "fp32"             # fp32 (parity) | bf16 (autocast on CPU and CUDA)
     num_workers: int = 4                # DataLoader workers per rank
+    transform_on_device: bool = False   # workers hand over uint8 frames; resize+normalise on `device` (bit-identical)
     max_steps: int | None = None        # stop after this many optimizer steps (None: n_epochs)
     keep_checkpoints: int = 2           # newest checkpoint_ep*_iter* folders kept
     visualize_every: int = 1            # draw the gaze grid every N validations (0: never)
@@ -131,6 +132,10 @@ def validate_trainer(t: TrainerConfig) -> None:
     _positive("trainer.save_nsteps", t.save_nsteps, "save every N>0 steps")
     _positive("trainer.n_epochs", t.n_epochs, "train for at least one epoch")
     _positive("trainer.num_workers", t.num_workers, "use 0 for in-process loading", allow_zero=True)
+    if not isinstance(t.transform_on_device, bool):
+        raise ConfigError("trainer.transform_on_device", t.transform_on_device, "must be true or false",
+                          "trainer.transform_on_device=true (resize and normalise on the training device) "
+                          "or false (in the DataLoader workers, the default)")
     if not (0 <= t.warmup_ratio < 1):
         raise ConfigError("trainer.warmup_ratio", t.warmup_ratio, "must be in [0, 1)", "e.g. 0.1")
     if t.resume not in (None, "auto", "none", False) and not isinstance(t.resume, str):
@@ -174,6 +179,8 @@ def _cross_checks(exp: ExperimentConfig) -> None:
     # Upstream overwrites model.max_num_frames with clip_len before building the model; do the same,
     # once, here (the model then validates e.g. the dirichlet alpha length against it).
     exp.model["max_num_frames"] = clip_len
+    if exp.trainer.transform_on_device:
+        _check_uint8_dataset(exp.dataset.get("_target_"))
     model_scales = parse_scales("model.scales", exp.model.get("scales", "224"))
     task_scales = parse_scales("task.scales", exp.task.get("scales", "224"))
     if model_scales != task_scales:
@@ -182,6 +189,21 @@ def _cross_checks(exp: ExperimentConfig) -> None:
         raise ConfigError("task.scales", "+".join(map(str, task_scales)),
                           f"must equal model.scales ({'+'.join(map(str, model_scales))}) for training",
                           "set task.scales and model.scales to the same value")
+
+
+def _check_uint8_dataset(target) -> None:
+    """transform_on_device needs a dataset that can hand over uint8 frames (``set_transform_on_device``).
+    A target that does not import is left to ``build.validate_components``, which names it."""
+    import importlib
+
+    module, _, name = str(target).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return
+    if not hasattr(cls, "set_transform_on_device"):
+        raise ConfigError("trainer.transform_on_device", True, f"dataset {name} cannot hand over uint8 frames",
+                          "use dataset=video_folder or set trainer.transform_on_device=False")
 
 
 def config_to_dict(exp: ExperimentConfig) -> dict:

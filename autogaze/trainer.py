@@ -28,6 +28,7 @@ from autogaze.config import TrainerConfig
 from autogaze.types import Batch
 from autogaze.utils.distributed import DistInfo, all_reduce_sum
 from autogaze.utils.metric_logger import MetricLogger
+from autogaze.utils.parsing import ConfigError
 from autogaze.utils.sampler import ResumableDistributedSampler
 from autogaze.utils.schedules import build_lr_scheduler, exp_temperature
 from autogaze.validation import validate
@@ -96,6 +97,18 @@ class Trainer:
         self.ddp_modules = [m for m in (scorer, self.task_fn) if isinstance(m, DDP)]
         self.policy = GazePolicy(self.gaze_model, scorer)
 
+        # transform_on_device: workers stop after the decode; batches are cropped, resized and
+        # normalised on dist.device by RawBatch.to (bit-identical; autogaze/datasets/device_transform.py).
+        if cfg.transform_on_device:
+            for ds in (train_set, val_set):
+                if ds is not None and not hasattr(ds, "set_transform_on_device"):
+                    raise ConfigError("trainer.transform_on_device", True,
+                                      f"{type(ds).__name__} cannot hand over uint8 frames",
+                                      "use the VideoFolder dataset or set trainer.transform_on_device=False")
+                if ds is not None:
+                    ds.set_transform_on_device(True)
+        # Pinned pages (the loader's pin_memory, below) make this copy asynchronous on CUDA.
+        self.non_blocking = dist.device.type == "cuda"
         self.sampler = ResumableDistributedSampler(train_set, num_replicas=dist.world_size, rank=dist.rank,
                                                    shuffle=True, seed=cfg.seed, drop_last=True)
         self.train_set = train_set
@@ -107,8 +120,6 @@ class Trainer:
             self.val_loader = self._loader(val_set, vs, collate_fn, drop_last=False)
         self.micro_per_epoch = len(self.train_loader)
         if self.micro_per_epoch < self.geom.acc_steps:
-            from autogaze.utils.parsing import ConfigError
-
             raise ConfigError("trainer.batch_size", cfg.batch_size,
                               f"one optimizer step needs {self.geom.acc_steps * self.geom.micro_batch} clips "
                               f"per rank but the train split gives {len(train_set)} clips over "
@@ -128,13 +139,16 @@ class Trainer:
         self._last_batch: Batch | None = None  # for empty micro-batches under DDP (see train_step)
         self.ckpt = Checkpointer(exp_dir, dist, cfg.keep_checkpoints, config_dict)
         if dist.is_main:
-            log.info("batch: global %d = micro %d x acc %d x world %d; %d optimizer steps (%d micro-batches/epoch)",
-                     self.geom.global_batch, self.geom.micro_batch, self.geom.acc_steps, dist.world_size,
-                     self.total_steps, self.micro_per_epoch)
+            log.info("batch: global %d = micro %d x acc %d x world %d; %d optimizer steps (%d micro-batches/epoch); "
+                     "resize+normalise in %s", self.geom.global_batch, self.geom.micro_batch, self.geom.acc_steps,
+                     dist.world_size, self.total_steps, self.micro_per_epoch,
+                     f"{dist.device} (transform_on_device)" if cfg.transform_on_device else "the data workers")
 
     # ------------------------------------------------------------------ set-up helpers
     def _loader(self, ds, sampler, collate_fn, drop_last: bool = True) -> DataLoader:
         workers = self.cfg.num_workers
+        # pin_memory on CUDA: the pin thread pins each batch (VideoFolder's LoaderBatch and RawBatch
+        # define pin_memory), so the copy in _forward can be non-blocking.
         # A loader-owned generator: creating an iterator would otherwise draw worker seeds from the
         # global RNG, and a resume (which creates one mid-epoch) would shift the training RNG stream.
         return DataLoader(ds, batch_size=self.geom.micro_batch, sampler=sampler, collate_fn=collate_fn,
@@ -169,7 +183,7 @@ class Trainer:
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Rollout -> task -> algorithm; returns the scalar loss and detached metrics."""
         cfg = self.cfg
-        batch = self.algorithm.prepare(batch.to(self.dist.device))
+        batch = self.algorithm.prepare(batch.to(self.dist.device, non_blocking=self.non_blocking))
         with _autocast(self.dist.device, cfg.precision):
             rollout = self.algorithm.rollout(self.policy, batch, self.temperature())
             task_out = None

@@ -6,6 +6,7 @@ including its rounding to uint8), then ``x * rescale_factor - 1`` ("offset") and
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -75,29 +76,40 @@ class VideoTransform:
                                       "give 3 numbers, e.g. [0.485, 0.456, 0.406]")
         return cls(shortest_edge=edge, **cfg)
 
+    def output_size(self, height: int, width: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(H', W') that ``__call__(frames [.., height, width], size)`` produces."""
+        return self._resized_size(height, width, size) if self.do_resize else (height, width)
+
+    def _resized_size(self, height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int]:
+        if size is not None:
+            return int(size[0]), int(size[1])
+        s = self.shortest_edge
+        return (s, max(1, round(width * s / height))) if height <= width else (max(1, round(height * s / width)), s)
+
     def resize(self, frames: Tensor, size: tuple[int, int] | None = None) -> Tensor:
         """uint8 [T, 3, H, W] -> uint8 [T, 3, H', W'] (shortest edge = ``shortest_edge``, or ``size``)."""
-        if size is None:
-            H, W = frames.shape[-2:]
-            s = self.shortest_edge
-            size = (s, max(1, round(W * s / H))) if H <= W else (max(1, round(H * s / W)), s)
+        size = self._resized_size(*frames.shape[-2:], size)
         if tuple(frames.shape[-2:]) == tuple(size):
             return frames
         return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
 
     def normalize(self, frames: Tensor) -> Tensor:
-        """uint8 (or float in [0, 255]) [T, 3, H, W] -> float32 [T, 3, H, W].
+        """uint8 (or float in [0, 255]) [T, 3, H, W] -> float32 [T, 3, H, W], on ``frames.device``.
 
         uint8 input goes through a per-channel lookup table of the 256 possible values: the table is
         built with the very float ops below, so the result is bit-identical, in one pass over the
         frames instead of four (measured 1.2-1.8x faster on 16x224x224 on a shared 2-core box).
+        The table is always computed on the CPU and copied, so every device gathers the same floats.
         """
         if frames.dtype == torch.uint8 and frames.ndim == 4 and frames.shape[1] == 3:
-            levels = torch.arange(256, dtype=torch.uint8, device=frames.device).expand(1, 3, 1, 256)
-            lut = self._affine(levels).reshape(-1)                        # [3 * 256]: channel c at c*256
+            lut = _lut(self._lut_key(), frames.device)                    # [3 * 256]: channel c at c*256
             offsets = torch.arange(0, 3 * 256, 256, dtype=torch.int32, device=frames.device).view(1, 3, 1, 1)
             return lut[frames.int() + offsets]
         return self._affine(frames)
+
+    def _lut_key(self) -> tuple:
+        return (self.do_rescale, self.rescale_factor, self.offset, self.do_normalize, tuple(self.image_mean),
+                tuple(self.image_std))
 
     def _affine(self, frames: Tensor) -> Tensor:
         """The arithmetic of ``normalize``: rescale (+ offset), then (x - mean) / std."""
@@ -105,8 +117,8 @@ class VideoTransform:
         if self.do_rescale:
             x = x * self.rescale_factor - (1.0 if self.offset else 0.0)
         if self.do_normalize:
-            mean = torch.tensor(self.image_mean, dtype=x.dtype)[:, None, None]
-            std = torch.tensor(self.image_std, dtype=x.dtype)[:, None, None]
+            mean = torch.tensor(self.image_mean, dtype=x.dtype, device=x.device)[:, None, None]
+            std = torch.tensor(self.image_std, dtype=x.dtype, device=x.device)[:, None, None]
             x = (x - mean) / std
         return x
 
@@ -126,15 +138,41 @@ class VideoTransform:
         return y.clamp(0, 1)
 
 
+@functools.lru_cache(maxsize=64)
+def _lut_cpu(key: tuple) -> Tensor:
+    """float32 [3 * 256]: ``_affine`` of every uint8 level per channel, computed on the CPU."""
+    do_rescale, factor, offset, do_normalize, mean, std = key
+    t = VideoTransform(do_rescale=do_rescale, rescale_factor=factor, offset=offset, do_normalize=do_normalize,
+                       image_mean=mean, image_std=std)
+    return t._affine(torch.arange(256, dtype=torch.uint8).expand(1, 3, 1, 256)).reshape(-1)
+
+
+_LUT_ON_DEVICE: dict[tuple, Tensor] = {}
+
+
+def _lut(key: tuple, device: torch.device) -> Tensor:
+    """The CPU table, copied once per device (a 3 KiB copy per batch would be a host sync on CUDA)."""
+    if device.type == "cpu":
+        return _lut_cpu(key)
+    k = (key, str(device))
+    if k not in _LUT_ON_DEVICE:
+        _LUT_ON_DEVICE[k] = _lut_cpu(key).to(device)
+    return _LUT_ON_DEVICE[k]
+
+
+def square_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, left, s, s) of the centred square that ``center_square`` keeps."""
+    s = min(height, width)
+    return (height - s) // 2, (width - s) // 2, s, s
+
+
 def center_square(frames: Tensor) -> Tensor:
     """uint8 [T, 3, H, W] -> [T, 3, S, S] with S = min(H, W), centre crop.
 
     The documented rule for non-square or odd-sized videos: the task needs square frames and the
     released data is square, so the largest centred square is kept (never stretched).
     """
-    H, W = frames.shape[-2:]
-    s = min(H, W)
-    top, left = (H - s) // 2, (W - s) // 2
+    top, left, s, _ = square_box(*frames.shape[-2:])
     return frames[..., top:top + s, left:left + s]
 
 

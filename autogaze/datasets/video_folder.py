@@ -6,6 +6,12 @@
 into ``video`` (gaze-model input) and ``video_for_task`` (task input). With the default configs both
 transforms are the same, so the two are one tensor object (computed once).
 
+With ``trainer.transform_on_device`` (``set_transform_on_device``) an item stops after the decode:
+it keeps the uint8 frames and the crop box (the square crop composed with the random-resized
+crop, drawn from the same generator), ``collate`` returns a ``RawBatch``, and its ``to(device)``
+does the resize and normalisation there, bit-identical to this file's CPU path (see
+``device_transform.py``).
+
 Bad files are skipped and counted, never replaced: ``__getitem__`` returns a :class:`Skipped`
 marker (one warning per file), ``collate`` drops it and lists its path in ``Batch.skipped_paths``.
 A batch whose clips are all bad has zero rows; the trainer treats it as empty.
@@ -24,7 +30,8 @@ from torch.utils.data import Dataset
 
 from autogaze.datasets.decode import BACKENDS, BadVideo, load_clip
 from autogaze.datasets.labels import collate_labels, label_key, load_labels
-from autogaze.datasets.transforms import RandomResizedCrop, VideoTransform, center_square
+from autogaze.datasets.device_transform import LoaderBatch, RawBatch, RawPlan, stack_frames
+from autogaze.datasets.transforms import RandomResizedCrop, VideoTransform, center_square, square_box
 from autogaze.types import Batch
 from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_scales, parse_str_list
 
@@ -108,6 +115,7 @@ class VideoFolder(Dataset):
                             len(self.paths) - len(kept), len(self.paths))
             self.paths = kept
         self._warned: set[str] = set()
+        self.on_device = False  # see set_transform_on_device
 
     @staticmethod
     def _list_videos(roots: list[str], split: str) -> list[str]:
@@ -140,6 +148,11 @@ class VideoFolder(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def set_transform_on_device(self, on: bool) -> None:
+        """``trainer.transform_on_device``: items keep uint8 frames and a crop box, ``collate`` returns a
+        :class:`RawBatch`, and ``RawBatch.to(device)`` crops, resizes and normalises there."""
+        self.on_device = bool(on)
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -155,6 +168,15 @@ class VideoFolder(Dataset):
                 self._warned.add(path)
                 log.warning("skipping unreadable video %s: %s", path, e)
             return Skipped(path, str(e))
+        if self.on_device:  # the worker stops here: the training device crops and resizes (device_transform.py)
+            box = square_box(*frames.shape[-2:])            # the square rule: see transforms.center_square
+            if self.crop is not None:                       # the same draw from g as the CPU path's
+                top, left, h, w = self.crop.box(box[2], box[3], g)
+                box = (box[0] + top, box[1] + left, h, w)
+            item = {"frames": frames, "box": box, "path": path}
+            if self.labels is not None:
+                item["labels"] = self.labels[label_key(path)]
+            return item
         frames = center_square(frames)                      # the square rule: see transforms.center_square
         size = None
         if self.crop is not None:
@@ -168,18 +190,26 @@ class VideoFolder(Dataset):
             item["labels"] = self.labels[label_key(path)]
         return item
 
-    def collate(self, items: list) -> Batch:
-        """Stack good items into a :class:`Batch`; undecodable ones go to ``skipped_paths``."""
+    def collate(self, items: list) -> Batch | RawBatch:
+        """Stack good items into a :class:`Batch` (a :class:`RawBatch` with ``transform_on_device``);
+        undecodable ones go to ``skipped_paths``."""
         good = [it for it in items if not isinstance(it, Skipped)]
         skipped = [it.path for it in items if isinstance(it, Skipped)]
         if not good:  # every clip was bad: a zero-row batch (B=0) that still lists the skipped paths
             S = self.gaze_transform.shortest_edge
             empty = torch.empty(0, self.cfg.clip_len, 3, S, S)
-            return Batch(empty, empty, [], None, skipped_paths=skipped)
-        video = torch.stack([it["video"] for it in good])
-        shared = all(it["video_for_task"] is it["video"] for it in good)
-        vft = video if shared else torch.stack([it["video_for_task"] for it in good])
+            return LoaderBatch(empty, empty, [], None, skipped_paths=skipped)
         labels = None
         if "labels" in good[0]:
             labels = collate_labels([it["labels"] for it in good], self.cfg.tokens_per_frame)
-        return Batch(video, vft, [it["path"] for it in good], labels, skipped_paths=skipped)
+        paths = [it["path"] for it in good]
+        if self.on_device:
+            boxes = [it["box"] for it in good]
+            S = self.gaze_transform.shortest_edge
+            plan = RawPlan.build(self.gaze_transform, self.task_transform, boxes,
+                                 (S, S) if self.crop is not None else None)
+            return RawBatch(stack_frames([it["frames"] for it in good]), boxes, plan, paths, labels, skipped)
+        video = torch.stack([it["video"] for it in good])
+        shared = all(it["video_for_task"] is it["video"] for it in good)
+        vft = video if shared else torch.stack([it["video_for_task"] for it in good])
+        return LoaderBatch(video, vft, paths, labels, skipped_paths=skipped)
