@@ -1,20 +1,27 @@
-"""Greedy labelling speed (clips/minute) at tiny and base MAE dimensions.
+"""Greedy labelling speed: the prefix-cached labeller against the uncached one and the task's
+public forward, side by side, with a FLOP cost model.
 
-    .venv/bin/python benchmarks/label.py                          # CPU: tiny and base, 16 x 224 px
-    .venv/bin/python benchmarks/label.py --device cuda --dims tiny,base,large --candidate-batch 265
-    .venv/bin/python benchmarks/label.py --video /path/to/bikes.mp4   # also label one real clip
+    .venv/bin/python benchmarks/label.py                      # CPU: tiny and base, 16 x 224 px
+    .venv/bin/python benchmarks/label.py --device cuda --dims tiny,base --rows 265
+    .venv/bin/python benchmarks/label.py --check              # also label one small clip fully
 
 Setting (paper section 3.2): 16 frames of 224x224, scales 32+64+112+224 (P = 265), budgets from the
-labeller's defaults (ratio ~ Exp(10) truncated to [0.02, 0.2], Dirichlet(10, 3, ..., 3) split),
-random MAE weights (speed does not depend on them), l1 loss.
+labeller's defaults (ratio ~ Exp(10) truncated to [0.02, 0.2], Dirichlet(10, 3, ..., 3) split: about
+470 gazes per clip), random MAE weights (speed does not depend on them), l1 loss.
 
-A full 16-frame clip is hundreds of greedy steps (about 0.11 * 265 * 16 = 470 gazes, each scoring
-up to 265 candidates), i.e. minutes per clip on CPU at base size. So the benchmark **measures** the
-time of one greedy step (all remaining candidates of the frame) at a few frame positions t,
-interpolates linearly in t (the context grows linearly with t), multiplies by the expected gazes
-per frame, and prints an **extrapolated** clips/minute. ``--check`` also labels one small clip
-fully (tiny MAE, 4 frames) and prints measured vs extrapolated time for that clip, as a sanity
-check of the extrapolation. Prints one line per setting; not a test.
+Variants (benchmarks/label_reference.py): ``cached`` = the labeller (block-causal prefix caching);
+``cached_bf16`` = the same under bf16 autocast (``--precision bf16``: not bit-equal, losses move by
+about 1e-3, so a near-tie can flip); ``uncached`` = the labeller before it (every row reruns all
+context gazes); ``public`` = one candidate set per row of the task's public forward.
+
+A clip is hundreds of greedy steps, each scoring up to 265 candidates: minutes to hours on CPU. So
+the benchmark **measures** one step (the first of frame t, scoring ``--rows`` candidates in one
+forward) at t = 0, T/2, T-1 after the expected number of label gazes in each earlier frame, the
+variants interleaved; it scales the step to all P candidates (rows are independent, so a step's
+cost is linear in them), interpolates linearly in t, and multiplies by the expected gazes per frame:
+an **extrapolated** clips/minute. ``--check`` labels one small clip fully and prints measured
+against extrapolated time. FLOPs come from torch's FlopCounterMode on the same step (matmuls and
+attention); the clips/hour on a GPU are an **estimate** from FLOPs and the stated throughput.
 """
 from __future__ import annotations
 
@@ -23,13 +30,22 @@ import os
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from autogaze.labeling import LabelBudget, clip_generator, label_clip, sample_clip_budget
-from autogaze.labeling.greedy import FrameScorer, frozen, greedy_frame
+from autogaze.labeling import LabelBudget, clip_generator, frame_scorer, label_clip, sample_clip_budget
+from autogaze.labeling.greedy import frozen, greedy_frame
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
 from autogaze.utils.runtime import tune_cpu_allocator
 
+from label_reference import PublicForwardScorer, UncachedScorer
+
 PRESETS = {"tiny": "tiny", "base": "facebook/vit-mae-base", "large": "facebook/vit-mae-large"}
+VARIANTS = {
+    "cached": lambda task, video, t, ctx: frame_scorer(task, video, t, ctx),
+    "cached_bf16": lambda task, video, t, ctx: frame_scorer(task, video, t, ctx, precision="bf16"),
+    "uncached": UncachedScorer,
+    "public": PublicForwardScorer,
+}
 
 
 def expected_budget(T: int, P: int, draws: int = 200) -> list[float]:
@@ -39,40 +55,68 @@ def expected_budget(T: int, P: int, draws: int = 200) -> list[float]:
     return rows.mean(0).tolist()
 
 
-def step_seconds(task, video, t: int, context_per_frame: int, candidate_batch: int, precision: str,
-                 repeats: int) -> float:
-    """Median seconds of one greedy step at frame t (all P candidates) after ``context_per_frame``
-    label gazes in each earlier frame."""
-    P = task.tokens_per_frame
+def context_labels(t: int, per_frame: int, P: int) -> list[list[int]]:
+    """Random label gazes (global ids) for frames 0..t-1."""
     g = torch.Generator().manual_seed(t)
-    context = [[s * P + int(i) for i in torch.randperm(P, generator=g)[:context_per_frame]] for s in range(t)]
-    scorer = FrameScorer(task, video, t, context, precision)
-    times = []
-    for i in range(repeats + 1):  # the first step warms up kernels and allocators
-        if video.device.type == "cuda":
-            torch.cuda.synchronize(video.device)
-        t0 = time.perf_counter()
-        greedy_frame(scorer, 1, candidate_batch)
-        if video.device.type == "cuda":
-            torch.cuda.synchronize(video.device)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    return [[s * P + int(i) for i in torch.randperm(P, generator=g)[:per_frame]] for s in range(t)]
 
 
-def extrapolate(task, video, budget: list[float], candidate_batch: int, precision: str, repeats: int) -> float:
-    """Estimated seconds to label one clip: sum_t n_t * step(t), step(t) interpolated from 3 points."""
-    T = len(budget)
-    ctx = max(1, round(sum(budget[1:]) / max(1, T - 1)))
-    points = sorted({0, T // 2, T - 1})
-    measured = {t: step_seconds(task, video, t, ctx, candidate_batch, precision, repeats) for t in points}
-    est = 0.0
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(task, video, variants: list[str], points: list[int], ctx: int, rows: int,
+               repeats: int) -> dict[tuple[str, int], float]:
+    """Median seconds of one full greedy step (all P candidates, scaled from ``rows``) per
+    (variant, t); variants interleaved inside every repeat so load changes hit them alike."""
+    P = task.tokens_per_frame
+    scale = P / rows
+    out: dict[tuple[str, int], float] = {}
+    for t in points:
+        context = context_labels(t, ctx, P)
+        scorers = {v: VARIANTS[v](task, video, t, context) for v in variants}
+        cands, base = torch.arange(rows, device=video.device), torch.zeros(0, dtype=torch.long, device=video.device)
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        for i in range(repeats + 1):  # the first round warms up kernels and allocators
+            for v in variants:
+                _sync(video.device)
+                t0 = time.perf_counter()
+                scorers[v].losses(base, cands)
+                _sync(video.device)
+                if i:
+                    times[v].append(time.perf_counter() - t0)
+        for v in variants:
+            out[v, t] = sorted(times[v])[len(times[v]) // 2] * scale
+    return out
+
+
+def _attention_flops(query_shape, key_shape, *args, out_shape=None, **kwargs) -> int:
+    """q @ k^T and p @ v: 2 * 2 * B * H * Lq * Lk * dh (FlopCounterMode has no rule for the CPU kernel)."""
+    B, H, Lq, dh = query_shape
+    return 4 * B * H * Lq * key_shape[2] * dh
+
+
+def step_flops(task, video, variant: str, t: int, ctx: int, rows: int) -> float:
+    """FLOPs of one full greedy step of a variant at frame t (scaled from ``rows``)."""
+    P = task.tokens_per_frame
+    scorer = VARIANTS[variant](task, video, t, context_labels(t, ctx, P))
+    custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops}
+    with FlopCounterMode(display=False, custom_mapping=custom) as counter:
+        scorer.losses(torch.zeros(0, dtype=torch.long, device=video.device), torch.arange(rows, device=video.device))
+    return counter.get_total_flops() * P / rows
+
+
+def per_clip(budget: list[float], per_step: dict[int, float]) -> float:
+    """sum_t n_t * step(t), step(t) linearly interpolated between the measured points."""
+    points = sorted(per_step)
+    total = 0.0
     for t, n in enumerate(budget):
         lo = max(p for p in points if p <= t)
         hi = min(p for p in points if p >= t)
         w = 0.0 if hi == lo else (t - lo) / (hi - lo)
-        est += n * ((1 - w) * measured[lo] + w * measured[hi])
-    return est
+        total += n * ((1 - w) * per_step[lo] + w * per_step[hi])
+    return total
 
 
 def build_task(dims: str, scales: str, device) -> VideoMAEReconstruction:
@@ -80,32 +124,17 @@ def build_task(dims: str, scales: str, device) -> VideoMAEReconstruction:
     return frozen(VideoMAEReconstruction.from_config({"recon_model": PRESETS[dims], "scales": scales}).to(device))
 
 
-def check_small_clip(device, candidate_batch: int) -> None:
-    """Tiny MAE, 4 frames of 64 px (P = 20): a fully measured clip vs the extrapolation."""
+def check_small_clip(device) -> None:
+    """Tiny MAE, 4 frames of 64 px (P = 20): a fully measured clip against the extrapolation."""
     task = build_task("tiny", "32+64", device)
     video = torch.randn(4, 3, 64, 64, device=device)
     budget = [8, 3, 3, 3]
-    est = extrapolate(task, video, [float(n) for n in budget], candidate_batch, "fp32", 3)
+    steps = time_steps(task, video, ["cached"], [0, 2, 3], 3, 20, 3)
+    est = per_clip([float(n) for n in budget], {t: s for (_, t), s in steps.items()})
     t0 = time.perf_counter()
-    label_clip(task, video, budget, candidate_batch)
+    label_clip(task, video, budget, candidate_batch=20)
     print(f"check   tiny 4x64px P=20 budget={budget}: measured {time.perf_counter() - t0:.3f} s/clip, "
           f"extrapolated {est:.3f} s/clip")
-
-
-def label_real_clip(path: str, device, candidate_batch: int) -> None:
-    """Decode the first 16 frames of a real video (centre square, 224 px) and label it fully with
-    the tiny MAE at a fixed 2% ratio (5 gazes per frame): proves the path works on real pixels."""
-    from autogaze.datasets.decode import load_clip
-    from autogaze.datasets.transforms import VideoTransform, center_square
-    from autogaze.datasets.video_folder import TASK_PREPROCESSING
-
-    frames = center_square(load_clip(path, 16, 1, False, torch.Generator().manual_seed(0), "decord", 1))
-    video = VideoTransform.from_preprocessing(TASK_PREPROCESSING, size=224)(frames, None).to(device)
-    task = build_task("tiny", "32+64+112+224", device)
-    t0 = time.perf_counter()
-    labels = label_clip(task, video, [5] * video.shape[0], candidate_batch)
-    print(f"real    {os.path.basename(path)} {tuple(video.shape)}: labelled in {time.perf_counter() - t0:.1f} s; "
-          f"frame 0 ids {labels.gazing_pos[0]}, losses {[round(v, 3) for v in labels.task_losses[0]]}")
 
 
 def main() -> None:
@@ -113,31 +142,48 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dims", default="tiny,base", help="comma list of " + ",".join(PRESETS))
+    ap.add_argument("--variants", default="cached,uncached,public", help="comma list of " + ",".join(VARIANTS))
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--scales", default="32+64+112+224")
-    ap.add_argument("--candidate-batch", type=int, default=64)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--rows", type=int, default=64, help="candidates timed per step (scaled to all P)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--flops-dims", default="large", help="extra dims for the FLOP cost model only (no timing)")
+    ap.add_argument("--gpu-tflops", type=float, default=400.0,
+                    help="sustained GPU throughput assumed by the estimate (default: 40%% of an H100's "
+                         "989 dense bf16 TFLOP/s)")
     ap.add_argument("--check", action="store_true", help="also time one small clip fully (see docstring)")
-    ap.add_argument("--video", help="also label this real video (first 16 frames, tiny MAE)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    variants = args.variants.split(",")
     S = max(int(s) for s in args.scales.split("+"))
-    for dims in args.dims.split(","):
+    T = args.frames
+    for dims in [d for d in args.dims.split(",") if d] + [d for d in args.flops_dims.split(",") if d]:
         task = build_task(dims, args.scales, device)
         P = task.tokens_per_frame
-        budget = expected_budget(args.frames, P)
-        video = torch.randn(args.frames, 3, S, S, device=device)
-        sec = extrapolate(task, video, budget, args.candidate_batch, args.precision, args.repeats)
-        print(f"{dims:5s} {args.frames}x{S}px P={P} {args.device} {args.precision} threads={args.threads} "
-              f"batch={args.candidate_batch}: ~{sum(budget):.0f} gazes/clip, {sec:.1f} s/clip "
-              f"-> {60 / sec:.2f} clips/min (extrapolated from per-step timings)")
+        budget = expected_budget(T, P)
+        ctx = max(1, round(sum(budget[1:]) / max(1, T - 1)))
+        video = torch.randn(T, 3, S, S, device=device)
+        points = sorted({0, T // 2, T - 1})
+        head = f"{dims:5s} {T}x{S}px P={P} ~{sum(budget):.0f} gazes/clip"
+        flop_variants = ["cached"] + [v for v in variants if v not in ("cached", "cached_bf16")]
+        flops = {v: per_clip(budget, {t: step_flops(task, video, v, t, ctx, min(args.rows, 4)) for t in points})
+                 for v in flop_variants}
+        print(f"{head}: cached {flops['cached'] / 1e12:.1f} TFLOP/clip -> ~{3600 * args.gpu_tflops * 1e12 / flops['cached']:.0f} "
+              f"clips/hour/GPU at an assumed {args.gpu_tflops:.0f} TFLOP/s (estimate); "
+              + ", ".join(f"{v} {flops[v] / flops['cached']:.2f}x the FLOPs" for v in flop_variants[1:]), flush=True)
+        if dims not in args.dims.split(","):
+            continue
+        steps = time_steps(task, video, variants, points, ctx, args.rows, args.repeats)
+        sec = {v: per_clip(budget, {t: steps[v, t] for t in points}) for v in variants}
+        ref = sec[variants[0]]
+        for v in variants:
+            per_t = ", ".join(f"t={t} {steps[v, t]:.2f}s" for t in points)
+            print(f"  {v:8s} {args.device} threads={args.threads}: {sec[v]:9.1f} s/clip = {60 / sec[v]:7.3f} clips/min "
+                  f"({sec[v] / ref:5.2f}x {variants[0]}); step {per_t}", flush=True)
     if args.check:
-        check_small_clip(device, args.candidate_batch)
-    if args.video:
-        label_real_clip(args.video, device, args.candidate_batch)
+        check_small_clip(device)
 
 
 if __name__ == "__main__":

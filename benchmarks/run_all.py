@@ -27,9 +27,10 @@ BENCHMARKS = {
     "task": ("task.py", [], ["--dims", "tiny", "--repeats", "2"], "VideoMAE reward forward + loss, tiny / base"),
     "grpo": ("grpo.py", ["--variants", "script,cap10"], ["--variants", "script", "--dtypes", "fp32", "--repeats", "1",
                                                          "--warmup", "0"], "one GRPO step (G=12) split by phase"),
-    "data": ("data.py", [], ["--clips", "4", "--repeats", "1"], "decode throughput, decord vs PyAV, 0 vs 2 workers"),
-    "label": ("label.py", ["--dims", "tiny"], ["--dims", "tiny", "--frames", "4", "--repeats", "1"],
-              "greedy labelling speed (clips/min)"),
+    "data": ("data.py", [], ["--clips", "4", "--repeats", "1"],
+             "data items: decode only vs full item vs uint8 item (transform_on_device), per worker and 2 workers"),
+    "label": ("label.py", ["--dims", "tiny"], ["--dims", "tiny", "--frames", "4", "--repeats", "1", "--flops-dims", ""],
+              "greedy labelling: prefix-cached vs uncached vs public forward (clips/min, FLOPs)"),
 }
 
 

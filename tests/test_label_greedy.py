@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autogaze.labeling import LabelBudget, clip_generator, label_clip, sample_clip_budget
-from autogaze.labeling.greedy import FrameScorer, frozen
+from autogaze.labeling.greedy import frame_scorer, frozen
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
 from autogaze.types import Gazes
 
@@ -38,19 +38,67 @@ def task_loss(task, clip, ids: list[int], counts: list[int], t: int) -> float:
     return float(task(clip[None, : t + 1], g, frame_ids=[t]).loss_per_frame[0, 0])
 
 
-@pytest.mark.parametrize("loss_type", ["l1", "l1+dinov2_reg"])
-def test_batched_scores_equal_task_forward(loss_type):
-    """FrameScorer (shared embeddings, patch-space l1) == task.forward, candidate by candidate."""
-    extra = {"recon_model_config": {"loss_type": loss_type, "loss_weights": "1+0.3" if "+" in loss_type else "1",
-                                    "dinov2_reg_loss_config": {"model": "tiny"}}}
-    task, clip = make_task(**extra), video()
+FEATURE_LOSSES = {
+    "l1": "1",
+    "l1+dinov2_reg": "1+0.3",
+    "l1+siglip2": "1+0.3",
+}
+
+
+@pytest.mark.parametrize("loss_type", list(FEATURE_LOSSES))
+def test_cached_scores_equal_task_forward(loss_type):
+    """The prefix-cached scorer == task.forward, candidate by candidate, with two labelled context
+    frames (one of them multi-gaze), a non-empty base and the feature losses (tiny feature models)."""
+    cfg = {"loss_type": loss_type, "loss_weights": FEATURE_LOSSES[loss_type],
+           "dinov2_reg_loss_config": {"model": "tiny"}, "siglip2_loss_config": {"model": "tiny"}}
+    task, clip = make_task(recon_model_config=cfg), video(T=4)
     P = task.tokens_per_frame
-    context = [[0, 7], [P + 3]]
-    scorer = FrameScorer(task, clip, 2, context)
-    base, cands = torch.tensor([5]), torch.tensor([0, 1, 9, 19])
+    context = [[0, 7, 19], [P + 3]]
+    scorer = frame_scorer(task, clip, 2, context)
+    base, cands = torch.tensor([5, 11]), torch.tensor([0, 1, 9, 19])
     got = scorer.losses(base, cands)
-    want = [task_loss(task, clip, [0, 7, P + 3, 2 * P + 5, 2 * P + c], [2, 1, 2], 2) for c in cands.tolist()]
+    want = [task_loss(task, clip, [0, 7, 19, P + 3, 2 * P + 5, 2 * P + 11, 2 * P + c], [3, 1, 3], 2)
+            for c in cands.tolist()]
     torch.testing.assert_close(got, torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
+def test_cached_scores_without_scale_or_time_embeddings_and_empty_base():
+    """Frame 0 (no context) with an empty base, on an MAE without scale/time tables."""
+    task = make_task(recon_model_config={"scale_embed": False, "time_embed": False})
+    clip = video(T=2)
+    P = task.tokens_per_frame
+    got = frame_scorer(task, clip, 1, [[2]]).losses(torch.tensor([], dtype=torch.long), torch.arange(P))
+    want = [task_loss(task, clip, [2, P + c], [1, 1], 1) for c in range(P)]
+    torch.testing.assert_close(got, torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_step_equals_stock_layer_under_block_causal_mask():
+    """Appending CLS and then frames one block at a time gives the stock layer stack's outputs
+    under the block-causal mask (the cache's exactness, layer by layer)."""
+    from autogaze.tasks.video_mae_reconstruction.masks import block_causal_mask
+    from autogaze.tasks.video_mae_reconstruction.prefix_cache import BlockCausalCache
+
+    task = make_task()
+    layers = task.mae.vit.encoder.layer
+    frames = torch.tensor([0, 0, 0, 1, 2, 2])
+    x = torch.randn(1, 1 + frames.numel(), 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = task.mae._run_layers(layers, x, block_causal_mask(frames, torch.ones(1, 6, dtype=torch.bool)))
+        cache = BlockCausalCache(layers)
+        got = [cache.append(x[:, :1])]
+        for f in range(3):
+            idx = (frames == f).nonzero()[:, 0] + 1
+            got.append(cache.append(x[:, idx]))
+    torch.testing.assert_close(torch.cat(got, dim=1), want, rtol=1e-5, atol=1e-6)
+    assert cache.length == 7
+
+
+def test_non_causal_mae_is_refused():
+    from autogaze.utils.parsing import ConfigError
+
+    task = make_task(recon_model_config={"causal": False})
+    with pytest.raises(ConfigError, match="causal"):
+        label_clip(task, video(T=1), [1])
 
 
 def test_greedy_matches_brute_force_loop():

@@ -10,9 +10,11 @@ and the loss reached after each pick is recorded (``task_losses``, what the NTP 
 to). The MAE is block-causal, so frame t depends only on frames <= t: frames after t are
 dropped from the forward, and the earlier frames' labels are fixed context.
 
-All candidates of a step are scored together, ``candidate_batch`` MAE rows per forward. The frames'
-encoder tokens are embedded once per frame and shared by every row (``expand``), so the per-row work
-is only the transformer layers.
+All candidates of a step are scored together, ``candidate_batch`` MAE rows per forward. The clip is
+embedded once, and the encoder and decoder states of CLS and of the labelled frames < t are kept as
+per-layer keys and values (``ClipCache``, block-causal prefix caching): a candidate row runs only its
+frame-t tokens, n + 1 in the encoder and P in the decoder, against them. Picks and losses equal
+scoring each candidate through the task's public forward (tests/test_label_greedy.py).
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from autogaze.tasks.video_mae_reconstruction.masks import block_causal_mask
-from autogaze.types import Gazes
+from autogaze.tasks.video_mae_reconstruction.embeddings import decoder_position_rows
+from autogaze.tasks.video_mae_reconstruction.prefix_cache import BlockCausalCache
+from autogaze.utils.parsing import ConfigError
 
 
 @dataclass
@@ -40,78 +43,114 @@ class ClipLabels:
         return {"gazing_pos": self.gazing_pos, "task_losses": self.task_losses}
 
 
-class FrameScorer:
-    """Reconstruction loss of one target frame for many candidate gaze sets at once.
+class ClipCache:
+    """Block-causal caches of one clip for the MAE's encoder and decoder (see ``prefix_cache``).
 
-    Built per (clip, frame t): embeds frames 0..t once. ``losses(base_local, candidates)`` then
-    scores, for each candidate c, the gazes ``context + base_local + [c]`` of frame t.
+    Frame t's loss depends on frames <= t only, and the states of CLS and of the labelled frames
+    < t do not depend on frame t. So they are computed once, one block per labelled frame
+    (``add_frame``), and each candidate row of frame t runs only its own tokens against them:
+    its n + 1 gazes in the encoder, frame t's P tokens in the decoder, instead of the whole clip.
     """
 
-    def __init__(self, task, video: Tensor, t: int, context: list[list[int]], precision: str = "fp32"):
-        """task: VideoMAEReconstruction (frozen); video [T', 3, S, S] task-normalised, T' > t;
-        context: the labels (global ids) of frames 0..t-1."""
-        self.task, self.mae, self.t = task, task.mae, t
-        self.P = task.tokens_per_frame
-        device = video.device
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-        frames = video[None, : t + 1]  # [1, t+1, 3, S, S]; later frames cannot reach frame t
+    def __init__(self, task, video: Tensor, precision: str = "fp32"):
+        """task: VideoMAEReconstruction (frozen, block-causal); video [T, 3, S, S] task-normalised."""
+        mae = task.mae
+        if not mae.config.causal:
+            raise ConfigError("task.recon_model_config.causal", False,
+                              "greedy labelling scores frame t from frames <= t only, which needs the block-causal MAE",
+                              "label with causal=true (the released videomae.pt is causal)")
+        self.task, self.mae, self.P = task, mae, task.tokens_per_frame
+        self.autocast = torch.autocast(video.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        self.video = video
+        dec = mae.decoder
         with torch.inference_mode(), self.autocast:
-            self.tokens = self.mae.vit.embeddings(frames).flatten(1, 2)  # [1, (t+1)*P, D]
-        self.target = frames[:, t:t + 1]  # [1, 1, 3, S, S]
+            self.tokens = mae.vit.embeddings(video[None])[0]  # [T, P, D]; frames are embedded independently
+            self.encoder = BlockCausalCache(mae.vit.encoder.layer)
+            self.decoder = BlockCausalCache(dec.decoder_layers)
+            cls = mae.vit.layernorm(self.encoder.append(mae.vit.embeddings.cls_embedding().to(self.tokens.dtype)))
+            self.decoder.append(dec.decoder_embed(cls) + dec.decoder_pos_embed[:, :1].to(cls.dtype))
+            self.pos_rows = decoder_position_rows(dec, mae.config)  # [P, Dd]: position + scale of each local id
         # With an l1-only loss, compare in patch space: the mean |pred - target| is the same over
-        # any common layout, and skipping unpatchify saves a [C, 3, S, S] copy per chunk (the
-        # largest cost at 224 px: 40% of a step, measured with torch.profiler on the tiny MAE).
+        # any common layout, and skipping unpatchify saves a [C, 3, S, S] copy per chunk.
         self.l1_only = set(task.loss_weights) == {"l1"}
         self.l1_weight = task.loss_weights.get("l1", 0.0)
-        self.target_patches = self._patchify(self.target[0, 0])[None, None]  # [1, 1, K, p*p*3]
-        self.ctx_ids = torch.tensor([i for frame in context for i in frame], dtype=torch.long, device=device)
-        self.ctx_counts = [len(frame) for frame in context]
-        self.frame_ids = torch.tensor([t], device=device)
 
-    def _gazes(self, base_local: Tensor, candidates: Tensor) -> Gazes:
-        """Gazes [C, M + n + 1]: context, then ``base_local`` [n], then one candidate [C] per row."""
-        C, t, P = candidates.numel(), self.t, self.P
-        shared = torch.cat([self.ctx_ids, base_local + t * P])  # [M + n]
-        ids = torch.cat([shared.expand(C, -1), (candidates + t * P)[:, None]], dim=1)  # [C, M+n+1]
-        counts = torch.tensor([*self.ctx_counts, base_local.numel() + 1], dtype=torch.long)
-        return Gazes(ids, torch.zeros_like(ids, dtype=torch.bool), counts, P)
+    def decoder_rows(self, t: int, latent: Tensor, ids: Tensor) -> Tensor:
+        """Decoder inputs of gazed tokens: latent [B, L, D] at frame-local ids [B, L] -> [B, L, Dd]."""
+        dec = self.mae.decoder
+        x = dec.decoder_embed(latent) + self.pos_rows[ids].to(latent.dtype)
+        return x if dec.time_embed is None else x + dec.time_embed[t].to(x.dtype)
 
-    def _encode(self, gazes: Gazes) -> Tensor:
-        """Encoder over the shared frame tokens -> latent [C, 1+N, D].
+    @torch.inference_mode()
+    def add_frame(self, t: int, local_ids: list[int]) -> None:
+        """Append frame t's labels (frame-local ids, in gaze order) to both caches."""
+        if not local_ids:
+            return
+        ids = torch.tensor([local_ids], dtype=torch.long, device=self.tokens.device)  # [1, n]
+        with self.autocast:
+            latent = self.mae.vit.layernorm(self.encoder.append(self.tokens[t][ids]))
+            self.decoder.append(self.decoder_rows(t, latent, ids))
 
-        Same computation as ``MultiScaleViTMAE.forward_encoder`` minus the embedding, which is done
-        once in ``__init__`` instead of once per candidate row (all gazes here are real, no pads).
-        """
-        emb, C = self.mae.vit.embeddings, gazes.ids.shape[0]
-        D = self.tokens.shape[-1]
-        x = self.tokens.expand(C, -1, -1).gather(1, gazes.ids[..., None].expand(-1, -1, D))  # [C, N, D]
-        x = torch.cat([emb.cls_embedding().to(x.dtype).expand(C, -1, -1), x], dim=1)  # [C, 1+N, D]
-        mask = block_causal_mask(gazes.frame_index(), ~gazes.is_padded, self.mae.config.causal)
-        x = self.mae._run_layers(self.mae.vit.encoder.layer, x, mask)
-        return self.mae.vit.layernorm(x)
+    def scorer(self, t: int) -> "FrameScorer":
+        return FrameScorer(self, t)
+
+
+class FrameScorer:
+    """Reconstruction loss of frame t for many candidate gaze sets at once, given the labels of
+    frames < t already in the clip's caches."""
+
+    def __init__(self, cache: ClipCache, t: int):
+        self.cache, self.t, self.P = cache, t, cache.P
+        mae, dec = cache.mae, cache.mae.decoder
+        self.K = mae.num_output_patches
+        self.device = cache.tokens.device
+        self.target = cache.video[None, t:t + 1]  # [1, 1, 3, S, S]
+        self.target_minus_bias = self._patchify(cache.video[t]) - dec.decoder_pred.bias.detach()  # [K, p*p*3]
+        with torch.inference_mode(), cache.autocast:
+            # Frame t's decoder grid before any gaze: mask tokens at every position.
+            grid = dec.mask_token[0].to(cache.tokens.dtype) + cache.pos_rows.to(cache.tokens.dtype)  # [P, Dd]
+            self.mask_grid = grid if dec.time_embed is None else grid + dec.time_embed[t].to(grid.dtype)
 
     @torch.inference_mode()
     def losses(self, base_local: Tensor, candidates: Tensor) -> Tensor:
         """base_local [n] frame-local ids already gazed in frame t; candidates [C] frame-local ids.
-        Returns FloatTensor [C]: frame t's loss with ``base_local + [c]``."""
-        gazes = self._gazes(base_local, candidates)
-        with self.autocast:
-            latent = self._encode(gazes)
-            patches = self.mae.forward_decoder(latent, gazes, self.frame_ids, self.t + 1)  # [C, 1, K, p*p*3]
-            if self.l1_only:
-                loss = self.l1_weight * (patches - self.target_patches).abs().mean((-1, -2))  # [C, 1]
+        Returns FloatTensor [C]: frame t's loss with ``context + base_local + [c]``."""
+        c, mae, dec = self.cache, self.cache.mae, self.cache.mae.decoder
+        C, P, K = candidates.numel(), self.P, self.K
+        ids = torch.cat([base_local.expand(C, -1), candidates[:, None]], dim=1)  # [C, n+1]
+        with c.autocast:
+            latent = mae.vit.layernorm(c.encoder.attend(c.tokens[self.t][ids]))  # [C, n+1, D]
+            gazed = c.decoder_rows(self.t, latent, ids)  # [C, n+1, Dd]
+            grid = self.mask_grid.to(gazed.dtype).expand(C, P, -1)
+            grid = torch.scatter(grid, 1, ids[..., None].expand(-1, -1, grid.shape[-1]), gazed)  # [C, P, Dd]
+            # Only the largest scale (the last K ids) is rebuilt, so only its rows need queries at the end.
+            out = dec.decoder_norm(c.decoder.attend(grid, last_query_rows=slice(P - K, P)))  # [C, K, Dd]
+            if c.l1_only:
+                # pred - target = out @ W^T - (target - bias), in place: no bias broadcast copy and
+                # no extra [C, K, p*p*3] buffer (that pass was a third of a step at tiny dims).
+                W = dec.decoder_pred.weight.to(out.dtype)
+                diff = torch.matmul(out, W.t()).sub_(self.target_minus_bias.to(out.dtype))  # [C, K, p*p*3]
+                loss = c.l1_weight * diff.abs_().mean((-1, -2))  # [C]
             else:
-                recon = self.mae.unpatchify(patches)  # [C, 1, 3, S, S]
-                loss = self.task.compute_loss(recon, self.target.expand_as(recon))  # [C, 1]
-        return loss[:, 0].float()
+                recon = mae.unpatchify(dec.decoder_pred(out)[:, None])  # [C, 1, 3, S, S]
+                loss = c.task.compute_loss(recon, self.target.expand_as(recon))[:, 0]  # [C]
+        return loss.float()
 
     def _patchify(self, frame: Tensor) -> Tensor:
         """[3, S, S] -> [K, p*p*3], the inverse of ``MultiScaleViTMAE.unpatchify`` (row-major patches,
         (row, col, channel) inside a patch)."""
-        p = self.mae.config.patch_size
+        p = self.cache.mae.config.patch_size
         C, H, W = frame.shape
         x = frame.reshape(C, H // p, p, W // p, p).permute(1, 3, 2, 4, 0)  # [h, w, p, p, C]
         return x.reshape((H // p) * (W // p), p * p * C)
+
+
+def frame_scorer(task, video: Tensor, t: int, context: list[list[int]], precision: str = "fp32") -> FrameScorer:
+    """A scorer of frame t with ``context`` (global ids of frames 0..t-1) as the earlier labels."""
+    cache = ClipCache(task, video, precision)
+    for s, frame in enumerate(context):
+        cache.add_frame(s, [g - s * cache.P for g in frame])
+    return cache.scorer(t)
 
 
 def greedy_frame(scorer: FrameScorer, budget: int, candidate_batch: int) -> tuple[list[int], list[float]]:
@@ -121,7 +160,7 @@ def greedy_frame(scorer: FrameScorer, budget: int, candidate_batch: int) -> tupl
     go through the MAE in chunks of ``candidate_batch`` rows. Ties go to the lowest id (argmin).
     """
     P = scorer.P
-    device = scorer.ctx_ids.device
+    device = scorer.device
     is_free = torch.ones(P, dtype=torch.bool, device=device)
     picked: list[int] = []
     losses: list[float] = []
@@ -149,11 +188,13 @@ def label_clip(task, video: Tensor, budgets: list[int], candidate_batch: int = 6
         raise ValueError(f"need one budget per frame: {len(budgets)} budgets for T={T} frames")
     gazing_pos: list[list[int]] = []
     task_losses: list[list[float]] = []
+    cache = ClipCache(task, video, precision)
     for t in range(T):
-        scorer = FrameScorer(task, video, t, gazing_pos, precision)
+        scorer = cache.scorer(t)
         if on_forward is not None:
             scorer.losses = _counted(scorer.losses, on_forward)
         local, losses = greedy_frame(scorer, int(budgets[t]), candidate_batch)
+        cache.add_frame(t, local)
         gazing_pos.append([t * P + i for i in local])
         task_losses.append(losses)
     return ClipLabels(gazing_pos, task_losses)
