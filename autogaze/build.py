@@ -2,7 +2,7 @@
 
 Every group names its class with ``_target_`` (upstream's keys) and the class parses its own group
 with a ``from_config(dict)`` classmethod. A new model, task, algorithm or dataset is a new class
-plus a yaml file in the matching ``configs/`` group; nothing here dispatches on class names.
+plus a yaml file in the matching ``autogaze/configs/`` group; nothing here dispatches on class names.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Typed experiment config: the one place where the Hydra tree becomes typed values.
 
-Hydra composes ``configs/<experiment>.yaml`` with the groups dataset, model, task, algorithm,
-trainer and logger, applies the command-line overrides, and hands the tree to
-:func:`parse_config`. That function checks every trainer/logger key against the dataclasses
+Hydra composes ``autogaze/configs/<experiment>.yaml`` (:data:`CONFIG_DIR`) with the groups
+dataset, model, task, algorithm, trainer and logger, applies the command-line overrides, and hands
+the tree to :func:`parse_config`. That function checks every trainer/logger key against the dataclasses
 below, parses upstream's string encodings, and runs the cross-group checks (for example
 ``task.scales`` must equal ``model.scales``). The model, task and dataset groups are parsed by their
 own components (``AutoGazeConfig``, ``VideoMAEReconstruction.from_config``, ``VideoFolder``), which
@@ -11,9 +11,14 @@ own components (``AutoGazeConfig``, ``VideoMAEReconstruction.from_config``, ``Vi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_scales
+
+# The Hydra config tree ships inside the package (wheel package-data), so a non-editable install
+# finds it next to this file from any working directory.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 LR_SCHEDULES = ("linear", "linear_w_warmup", "constant")
 OPTIMIZERS = ("adam", "sgd")
@@ -66,7 +71,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2           # newest checkpoint_ep*_iter* folders kept
     visualize_every: int = 1            # draw the gaze grid every N validations (0: never)
     max_val_batches: int | None = None  # cap validation batches (None: the whole split)
-    log_every: int = 1                  # log train metrics every N optimizer steps
+    log_nsteps: int = 10                # console/training.log line every N steps (metrics.jsonl, W&B: every step)
     allow_missing_keys: bool = False    # weight loading: tolerate missing keys (still reported)
     allow_unexpected_keys: bool = False # weight loading: tolerate unexpected keys (still reported)
 
@@ -130,6 +135,7 @@ def validate_trainer(t: TrainerConfig) -> None:
     _positive("trainer.lr", t.lr, "set a positive learning rate", allow_zero=True)
     _positive("trainer.val_nsteps", t.val_nsteps, "validate every N>0 steps")
     _positive("trainer.save_nsteps", t.save_nsteps, "save every N>0 steps")
+    _positive("trainer.log_nsteps", t.log_nsteps, "print a metrics line every N>0 steps")
     _positive("trainer.n_epochs", t.n_epochs, "train for at least one epoch")
     _positive("trainer.num_workers", t.num_workers, "use 0 for in-process loading", allow_zero=True)
     if not isinstance(t.transform_on_device, bool):

@@ -3,7 +3,8 @@
     torchrun --nproc_per_node=N -m autogaze.train --config-name <experiment> key=value ...
     python -m autogaze.train --config-name <experiment> key=value ...
 
-``configs/`` is found next to the package, so an editable install works from any directory.
+The Hydra configs ship inside the package (``autogaze/configs``), so an installed wheel and an editable
+checkout both work from any directory.
 """
 from __future__ import annotations
 
@@ -21,12 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from autogaze.build import build_algorithm, build_datasets, build_gaze_model, build_task, validate_components
 from autogaze.checkpoint import load_gaze_weights
-from autogaze.config import ExperimentConfig, config_to_dict, parse_config
+from autogaze.config import CONFIG_DIR, ExperimentConfig, config_to_dict, parse_config
 from autogaze.utils.distributed import cleanup_distributed, init_distributed
 from autogaze.utils.metric_logger import MetricLogger, setup_logging
 from autogaze.utils.runtime import tune_cpu_allocator
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 log = logging.getLogger("autogaze.train")
 
 
@@ -83,6 +83,7 @@ def run(cfg: DictConfig | dict, config_name: str = "experiment"):
         cleanup_distributed()
 
 
+# An absolute path, not "pkg://": the configs folder is package data, not an importable package.
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=None)
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig

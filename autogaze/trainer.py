@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from autogaze.algorithms.base import Algorithm, GazePolicy, ScoreAdapter
 from autogaze.checkpoint import Checkpointer
@@ -206,10 +207,11 @@ class Trainer:
         if self.task is not None:
             self.task.train(self.cfg.train_task)
         self.optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
+        sums: dict[str, float] = {"loss": 0.0}  # a step whose micro-batches were all empty logs loss 0
         nonfinite = torch.zeros((), device=self.dist.device)
+        skipped = 0
         for i, batch in enumerate(micro_batches):
-            self.state.skipped_videos += len(batch.skipped_paths)
+            skipped += len(batch.skipped_paths)
             is_last = i == len(micro_batches) - 1
             weight = 1.0
             if batch.batch_size == 0:  # every clip of it was undecodable (counted above)
@@ -226,11 +228,16 @@ class Trainer:
                 if not torch.isfinite(loss):
                     nonfinite += 1
                 (loss * weight / len(micro_batches)).backward()
+            if weight == 0.0:  # a replay only joins the all-reduce: it reports nothing, as a skipped batch
+                continue
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) / len(micro_batches)
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(micro_batches)
-        # All ranks must agree on skipping, or DDP would desynchronise on the next step.
-        skip = bool(all_reduce_sum(nonfinite) > 0)
+        # All ranks must agree on skipping, or DDP would desynchronise on the next step. The skipped
+        # clips are summed over ranks in the same all-reduce, so rank 0 (which logs and saves) counts all.
+        flags = all_reduce_sum(torch.stack([nonfinite, torch.full_like(nonfinite, float(skipped))]))
+        skip = bool(flags[0] > 0)
+        self.state.skipped_videos += int(flags[1])
         grad_norm = self._clip_and_norm()
         if skip or not math.isfinite(grad_norm):
             self.state.nonfinite_steps += 1
@@ -272,23 +279,29 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.state.train_step, disable=not self.dist.is_main,
                    desc="train", dynamic_ncols=True)
         fault_at = int(os.environ.get("AUTOGAZE_FAULT_AT_STEP", "-1"))  # test hook: SIGKILL after a save
-        while self.state.train_step < self.total_steps:
-            step = self.state.train_step
-            if step % cfg.val_nsteps == 0 and not self.ckpt.resumed_at(step):
-                self.run_validation()
-            if step % cfg.save_nsteps == 0 and not self.ckpt.resumed_at(step):
-                self.ckpt.save(self)
-            if step == fault_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            micro = [next(data) for _ in range(self.geom.acc_steps)]
-            self.state.micro_step += len(micro)
-            metrics = self.train_step(micro)
-            self.state.train_step += 1
-            if self.state.train_step % cfg.log_every == 0:
-                self.metrics.log(metrics, self.state.train_step, "train")
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-        bar.close()
+        # Console log lines go through tqdm.write while the bar is open, so they print above it
+        # instead of splitting it; training.log (a file handler) is left as it is.
+        with logging_redirect_tqdm(loggers=[logging.getLogger("autogaze")]):
+            while self.state.train_step < self.total_steps:
+                step = self.state.train_step
+                if step % cfg.val_nsteps == 0 and not self.ckpt.resumed_at(step):
+                    self.run_validation()
+                if step % cfg.save_nsteps == 0 and not self.ckpt.resumed_at(step):
+                    self.ckpt.save(self)
+                if step == fault_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                micro = [next(data) for _ in range(self.geom.acc_steps)]
+                self.state.micro_step += len(micro)
+                metrics = self.train_step(micro)
+                self.state.train_step += 1
+                # Every step goes to metrics.jsonl / W&B (exact curves, resume checks); the human-readable
+                # line only every log_nsteps steps and at the last one; the bar's postfix shows the loss.
+                done = self.state.train_step
+                echo = done % cfg.log_nsteps == 0 or done == self.total_steps
+                self.metrics.log(metrics, done, "train", echo=echo)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            bar.close()
         self.run_validation()
         self.ckpt.save(self)
         return self.state

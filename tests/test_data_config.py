@@ -15,7 +15,7 @@ from autogaze.datasets.transforms import VideoTransform
 from autogaze.datasets.video_folder import VideoFolder
 from autogaze.utils.parsing import ConfigError
 
-MODEL_PREPROCESSING = {  # configs/model/autogaze.yaml
+MODEL_PREPROCESSING = {  # autogaze/configs/model/autogaze.yaml
     "do_resize": True, "size": {"shortest_edge": 224}, "do_center_crop": False, "do_rescale": True,
     "rescale_factor": 1 / 127.5, "offset": True, "do_normalize": True,
     "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],

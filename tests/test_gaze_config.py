@@ -1,15 +1,15 @@
 """AutoGazeConfig: upstream config.json round trip, Hydra group, typed views, validation errors."""
 import json
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
+from autogaze.config import CONFIG_DIR
 from autogaze.models.autogaze import AutoGazeConfig, AutoGazeImageProcessor
 from autogaze.models.autogaze.config import tiny_config
 from autogaze.utils.parsing import ConfigError
 
-YAML = Path(__file__).resolve().parents[1] / "configs" / "model" / "autogaze.yaml"
+YAML = CONFIG_DIR / "model" / "autogaze.yaml"
 SEED_OVERRIDES = [
     "scales=32+64+112+224",
     "num_vision_tokens_each_frame=265",

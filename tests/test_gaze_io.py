@@ -1,5 +1,8 @@
 """save_pretrained / from_pretrained round trips (model and processor), offline."""
+import contextlib
 import json
+import logging
+import warnings
 
 import torch
 
@@ -59,3 +62,53 @@ def test_processor_inputs_and_shapes():
     flat = AutoGazeImageProcessor(do_resize=False)(torch.full((1, 4, 4, 3), 255, dtype=torch.uint8))
     assert torch.allclose(flat["pixel_values"][0, 0, :, 0, 0], (1 - torch.tensor(proc.image_mean)) /
                           torch.tensor(proc.image_std))
+
+
+@contextlib.contextmanager
+def _captured_warnings():
+    """Python warnings and transformers' log records (its loggers do not propagate to the root, so
+    caplog would miss them); ``warning_once`` caches are cleared so an earlier test cannot hide one."""
+    import transformers.utils.logging as hf_logging
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(f"{record.name}: {record.getMessage()}")
+
+    root, level, handler = hf_logging.get_logger(), hf_logging.get_verbosity(), Keep(logging.WARNING)
+    hf_logging.set_verbosity_warning()
+    logging.Logger.warning_once.cache_clear()  # transformers' lru_cache'd Logger method
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield records
+        records += [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, ResourceWarning)]
+    finally:
+        root.removeHandler(handler)
+        hf_logging.set_verbosity(level)
+
+
+def test_load_and_save_print_no_warnings(fixtures_dir, tmp_path):
+    """No "`torch_dtype` is deprecated!" (or any other warning) from loading the released format, saving
+    our own, and loading that again; config.json still carries torch_dtype for transformers 4.51."""
+    import transformers.utils.logging as hf_logging
+
+    with _captured_warnings() as probe:  # the capture itself works
+        hf_logging.get_logger("transformers.configuration_utils").warning_once("probe")
+    assert probe == ["transformers.configuration_utils: probe"]
+
+    folder = fixtures_dir / "autogaze_model"
+    with _captured_warnings() as seen:
+        model = AutoGaze.from_pretrained(folder)
+        proc = AutoGazeImageProcessor.from_pretrained(folder)
+        model.save_pretrained(tmp_path)
+        proc.save_pretrained(tmp_path)
+        AutoGaze.from_pretrained(tmp_path)
+        AutoGazeImageProcessor.from_pretrained(tmp_path)
+        AutoGaze(tiny_config()).save_pretrained(tmp_path / "tiny")
+        AutoGaze.from_pretrained(tmp_path / "tiny")
+    assert seen == []
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["torch_dtype"] == saved["dtype"] == "float32"

@@ -5,8 +5,6 @@ adapter runs one real Trainer step on the test doubles of tests/doubles_grpo.py.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
@@ -17,15 +15,13 @@ from autogaze.algorithms.advantages import (ADVANTAGE_ESTIMATORS, discount_advan
                                             leave_one_out_advantage, zero_std_group_fraction)
 from autogaze.algorithms.grpo import METRICS, reinforce_loss
 from autogaze.build import resolve_target
-from autogaze.config import LoggerConfig, TempScheduleConfig, TrainerConfig
+from autogaze.config import CONFIG_DIR, LoggerConfig, TempScheduleConfig, TrainerConfig
 from autogaze.trainer import Trainer
 from autogaze.types import Batch, GazeLabels, GazeRollout, Gazes, GazeScores, TaskOutput
 from autogaze.utils.distributed import DistInfo
 from autogaze.utils.metric_logger import MetricLogger
 from autogaze.utils.parsing import ConfigError
 from tests.doubles_grpo import ClipDataset, RewardDoubleTask, SamplingGazeModel
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------------- group layout
@@ -237,7 +233,7 @@ def test_config_errors(cfg, key, match):
 
 
 def test_yaml_config_builds_with_upstream_defaults():
-    raw = yaml.safe_load((REPO / "configs" / "algorithm" / "grpo.yaml").read_text())
+    raw = yaml.safe_load((CONFIG_DIR / "algorithm" / "grpo.yaml").read_text())
     assert resolve_target("algorithm", raw) is GRPO
     cfg = GRPO.from_config({k: v for k, v in raw.items() if k != "_target_"}).cfg
     assert (cfg.group_size, cfg.discount_factor, cfg.optimize_task_loss_prediction) == (4, 1.0, False)

@@ -113,12 +113,12 @@ def test_released_layout_with_feature_models_fills_them(fixtures_dir, tmp_path):
 
 
 def test_hydra_yaml_instantiates_the_task():
-    from pathlib import Path
-
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs/task/video_mae_reconstruction.yaml")
+    from autogaze.config import CONFIG_DIR
+
+    cfg = OmegaConf.load(CONFIG_DIR / "task" / "video_mae_reconstruction.yaml")
     cfg.recon_model, cfg.scales = "tiny", "32+64+112+224"
     task = instantiate(cfg)
     assert isinstance(task, VideoMAEReconstruction)

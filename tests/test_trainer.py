@@ -5,6 +5,7 @@ Uses the test doubles in tests/doubles.py (the real model and task have their ow
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -71,6 +72,34 @@ def test_nonfinite_loss_skips_step(tmp_path):
     assert metrics["nonfinite_steps"] == 1.0 and t.state.nonfinite_steps == 1
     for k, v in t.gaze_model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_console_logs_every_log_nsteps_and_files_every_step(tmp_path, caplog):
+    """7 steps at log_nsteps=3: console lines at steps 3, 6 and the last (7); metrics.jsonl has all 7."""
+    t = make_trainer(tmp_path, n_epochs=2, max_steps=7, log_nsteps=3)
+    logger = logging.getLogger("autogaze")
+    extra = not logger.propagate  # setup_logging (an earlier in-process run) stops it reaching caplog's root
+    if extra:
+        logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="autogaze"):
+            t.fit()
+    finally:
+        if extra:
+            logger.removeHandler(caplog.handler)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train step ")]
+    assert [int(m.split()[2].rstrip(":")) for m in lines] == [3, 6, 7], lines
+    assert "loss=" in lines[0] and "grad_norm=" in lines[0]
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train/train_step"] for r in rows if "train/train_step" in r] == list(range(1, 8))
+
+
+def test_log_nsteps_must_be_positive():
+    from autogaze.config import validate_trainer
+    from autogaze.utils.parsing import ConfigError
+
+    with pytest.raises(ConfigError, match="log_nsteps"):
+        validate_trainer(TrainerConfig(log_nsteps=0))
 
 
 def _train_cmd(logdir: Path, name: str, *extra: str, nproc: int | None = None) -> list[str]:

@@ -65,7 +65,7 @@ METRICS = {
 
 @dataclass
 class GRPOConfig:
-    """``algorithm`` group for GRPO (configs/algorithm/grpo.yaml). Upstream keys first."""
+    """``algorithm`` group for GRPO (autogaze/configs/algorithm/grpo.yaml). Upstream keys first."""
 
     group_size: int = 4                          # G rollouts per clip (upstream scripts: 12)
     discount_factor: float = 1.0                 # gamma in (0, 1] over real gaze steps (scripts: 0.995)

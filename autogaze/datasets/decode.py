@@ -92,17 +92,28 @@ def _pyav_frames(path: str, clip_len: int, rate: int, random_window: bool, gener
         idx = sample_indices(n, clip_len, rate, random_window, generator)
         if not idx:
             raise BadVideo("no frames")
-        wanted, out = set(idx), {}
-        for i, frame in enumerate(container.decode(stream)):  # sequential decode up to the last index
-            if i in wanted:
-                out[i] = frame.to_ndarray(format="rgb24", **kw)
-            if i >= idx[-1]:
-                break
+        return decode_indices(container, idx, **kw)
+
+
+def decode_indices(container, indices: list[int], **to_ndarray_kw) -> np.ndarray:
+    """Frames ``indices`` (sorted; repeats allowed) of an open PyAV container -> uint8 [len, H, W, 3] rgb24.
+
+    Decodes the first video stream sequentially from where the container stands and stops after
+    the last index (cheaper than seeking for short clips, and exact for any codec). Indices past a
+    truncation point repeat the last decoded frame (upstream pads short results); no decodable
+    frame at all is a :class:`BadVideo`. ``to_ndarray_kw``: ``height``/``width`` for a scaled decode.
+    """
+    stream = container.streams.video[0]
+    wanted, out = set(indices), {}
+    for i, frame in enumerate(container.decode(stream)):  # sequential decode up to the last index
+        if i in wanted:
+            out[i] = frame.to_ndarray(format="rgb24", **to_ndarray_kw)
+        if i >= indices[-1]:
+            break
     if not out:
         raise BadVideo("no decodable frames")
-    # Frames past a truncation point repeat the last decoded one (upstream pads short results).
     last = out[max(out)]
-    return np.stack([out.get(i, last) for i in idx])
+    return np.stack([out.get(i, last) for i in indices])
 
 
 def load_clip(path: str, clip_len: int, frame_sample_rate: int = 1, random_window: bool = False,

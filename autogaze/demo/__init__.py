@@ -1,6 +1,6 @@
 """The CPU demo pipeline: ``python -m autogaze.demo`` (what ``make demo`` runs).
 
-Each stage reads the previous stages' outputs, composes a Hydra experiment (``configs/<name>.yaml``
+Each stage reads the previous stages' outputs, composes a Hydra experiment (``autogaze/configs/<name>.yaml``
 plus overrides, exactly what ``python -m autogaze.train --config-name ...`` would get) and runs it.
 A stage whose outputs exist is skipped, so a re-run after an interruption goes on where it stopped.
 

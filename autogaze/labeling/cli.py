@@ -9,8 +9,8 @@
 
 The task (the frozen MAE that scores gazes) comes from ``--task-config`` (an experiment's
 ``config.yaml``, whose ``task`` group is used, or a bare task group yaml; default
-configs/task/video_mae_reconstruction.yaml), then ``task.<key>=value`` overrides, then
-``--task-weights``. Clips come from the ``dataset`` group (configs/dataset/video_folder.yaml), with
+autogaze/configs/task/video_mae_reconstruction.yaml), then ``task.<key>=value`` overrides, then
+``--task-weights``. Clips come from the ``dataset`` group (autogaze/configs/dataset/video_folder.yaml), with
 ``--data-root``/``--clip-len`` and ``dataset.<key>=value`` overrides (an experiment config.yaml
 given as ``--task-config`` supplies its dataset group too). Finished clips are appended
 to ``OUT.parts/`` as they finish; a restart skips them; the last shard to finish merges (shards.py).
@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from autogaze.build import resolve_target
+from autogaze.config import CONFIG_DIR
 from autogaze.datasets.labels import label_key, validate_entry, write_labels
 from autogaze.labeling import shards
 from autogaze.labeling.budgets import LabelBudget, clip_generator, sample_clip_budget
@@ -37,7 +38,6 @@ from autogaze.labeling.greedy import frozen, label_clip
 from autogaze.utils.parsing import ConfigError
 from autogaze.utils.runtime import tune_cpu_allocator
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 log = logging.getLogger("autogaze.label")
 
 

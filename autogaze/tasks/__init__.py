@@ -1,5 +1,5 @@
 """Tasks: models that score gazes with a reward.
 
 ``video_mae_reconstruction.VideoMAEReconstruction`` is the only task; Hydra builds it from
-``configs/task/<name>.yaml`` through ``_target_`` / ``from_config``.
+``autogaze/configs/task/<name>.yaml`` through ``_target_`` / ``from_config``.
 """

@@ -1,4 +1,5 @@
-"""Metric sinks: console + ``<exp>/metrics.jsonl`` always, W&B when ``logger=wandb``.
+"""Metric sinks: ``<exp>/metrics.jsonl`` always, W&B when ``logger=wandb``, and a console /
+``training.log`` line (every validation; train steps every ``trainer.log_nsteps``, see trainer.py).
 
 Only rank 0 logs. W&B runs offline unless ``logger.mode`` says otherwise, so a run never needs a
 network; ``wandb sync <exp>/wandb/...`` uploads it later.
@@ -40,8 +41,9 @@ class MetricLogger:
             self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=exp_name, id=exp_name,
                                   resume="allow", dir=str(exp_dir), mode=cfg.mode, config=config)
 
-    def log(self, metrics: dict[str, float], step: int, prefix: str) -> None:
-        """Write ``{prefix}/{name}`` metrics at ``step`` (train_step or val_step)."""
+    def log(self, metrics: dict[str, float], step: int, prefix: str, echo: bool = True) -> None:
+        """Write ``{prefix}/{name}`` metrics at ``step`` (train_step or val_step) to metrics.jsonl and
+        W&B; ``echo`` also prints them as one line to the console and training.log."""
         if not self.is_main:
             return
         row = {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
@@ -50,6 +52,8 @@ class MetricLogger:
             f.write(json.dumps(row) + "\n")
         if self.run is not None:
             self.run.log(row)
+        if not echo:
+            return
         shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float) and math.isfinite(v))
         log.info("%s step %d: %s", prefix, step, shown)
 

@@ -156,7 +156,7 @@ class AutoGazeConfig(PretrainedConfig):
     # ------------------------------------------------------------------ Hydra entry point
     @classmethod
     def from_hydra(cls, model_cfg: Any) -> "AutoGazeConfig":
-        """Build from the Hydra ``model`` group (configs/model/autogaze.yaml).
+        """Build from the Hydra ``model`` group (autogaze/configs/model/autogaze.yaml).
 
         ``_target_`` is dropped (upstream's train.py ignores it too) and ``preprocessing`` belongs to
         the image processor (``AutoGazeImageProcessor.from_hydra``), so neither lands in config.json.
@@ -303,11 +303,20 @@ class AutoGazeConfig(PretrainedConfig):
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
-        """Upstream's key set: our extra keys only when non-default; ``torch_dtype`` kept for 4.51 readers."""
+        """Upstream's key set: our extra keys only when non-default."""
         d = super().to_dict()
         for k, default in EXTRA_DEFAULTS.items():
             if d.get(k) == default:
                 d.pop(k, None)
+        return d
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """What config.json holds: ``to_dict``'s keys plus ``torch_dtype`` for transformers 4.51 readers.
+
+        Added here, not in ``to_dict``: transformers >= 4.56 reads ``getattr(self, key)`` for every
+        ``to_dict`` key while diffing, and ``torch_dtype`` is a deprecated property that warns.
+        """
+        d = super().to_diff_dict()
         if d.get("dtype") is not None:
             d["torch_dtype"] = d["dtype"]
         return d

@@ -5,7 +5,7 @@ Everything hub-shaped is baked in here, so building the task never touches the n
 ``trainer.task_weights``, i.e. ``videomae.pt``); a local directory with ``config.json`` (or a
 ``.json`` file) is read instead when ``recon_model`` is a path.
 
-Task group keys (``configs/task/video_mae_reconstruction.yaml``):
+Task group keys (``autogaze/configs/task/video_mae_reconstruction.yaml``):
 
 * ``recon_model``        preset name (see ``MAE_PRESETS``) or a local config dir / json file.
 * ``recon_sample_rate``  fraction of the T frames reconstructed per forward, in (0, 1].
