@@ -92,14 +92,18 @@ class Budget:
     max_gazes:            LongTensor [B, T]  maximum gazes per frame, each >= 1.
     task_loss_requirement: FloatTensor [B, T] or None  stop a frame once the predicted task loss
                                                        is <= this value (tau); None = no early stop.
+    total:                LongTensor [B] or None  visible tokens per clip over all frames
+                                                  (TATS / AdaMAE draw N_v = int(N * (1 - rho)) tokens
+                                                  anywhere in the clip); None = per-frame caps only.
     """
 
     max_gazes: Tensor
     task_loss_requirement: Tensor | None = None
+    total: Tensor | None = None
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> "Budget":
-        tlr = self.task_loss_requirement
-        return Budget(fn(self.max_gazes), None if tlr is None else fn(tlr))
+        tlr, total = self.task_loss_requirement, self.total
+        return Budget(fn(self.max_gazes), None if tlr is None else fn(tlr), None if total is None else fn(total))
 
 
 @dataclass
@@ -111,12 +115,22 @@ class GazeScores:
     entropy:              FloatTensor [B, N] or None  entropy of the scored distribution per slot.
     argmax_ids:           LongTensor [B, N] or None   most likely frame-local id of each slot's
                                                       scored distribution (``score(with_argmax=True)``).
+
+    Set-sampling models (TATS, AdaMAE: one softmax over all N_tok tokens of the clip) also fill:
+    token_log_probs:      FloatTensor [B, N_tok] or None  the full log-softmax over the clip's tokens
+                                                          (their losses read the *masked* tokens,
+                                                          which are absent from the gazes).
+    clip_entropy:         FloatTensor [B] or None  entropy of that distribution, -sum_j p_j log p_j.
+    value:                FloatTensor [B] or None  critic estimate of the clip's reward (TATS).
     """
 
     log_probs: Tensor
     task_loss_prediction: Tensor
     entropy: Tensor | None = None
     argmax_ids: Tensor | None = None
+    token_log_probs: Tensor | None = None
+    clip_entropy: Tensor | None = None
+    value: Tensor | None = None
 
 
 @dataclass
@@ -210,6 +224,12 @@ class TaskOutput:
                                              reconstructed frame).
     reconstruction:      FloatTensor [B, F, 3, H, W] or None.
     metrics:             scalar tensors to log (already detached).
+    loss_per_token:      FloatTensor [B, N_tok] or None  per-token error e_i >= 0 (detached), 0 where
+                                                        ``token_is_target`` is False. Sign: TATS and
+                                                        AdaMAE reward the sampler with **+e_i** (hard
+                                                        tokens), while ``reward`` stays -loss.
+    token_is_target:     BoolTensor [B, N_tok] or None   True = token was masked (not visible) and
+                                                        entered the loss.
     """
 
     loss: Tensor
@@ -221,6 +241,8 @@ class TaskOutput:
     task_loss_mask: Tensor
     reconstruction: Tensor | None = None
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    loss_per_token: Tensor | None = None
+    token_is_target: Tensor | None = None
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """Tasks: models that score gazes with a reward.
 
-``video_mae_reconstruction.VideoMAEReconstruction`` is the only task; Hydra builds it from
-``autogaze/configs/task/<name>.yaml`` through ``_target_`` / ``from_config``.
+* ``video_mae_reconstruction.VideoMAEReconstruction``: AutoGaze's multi-scale, block-causal VideoMAE
+  (reward = -per-frame reconstruction loss).
+* ``tube_video_mae.TubeVideoMAE``: a plain VideoMAE on 2-frame tubelets with full attention and a
+  masked-tokens-only decoder, the MAE that TATS and AdaMAE train jointly with their samplers.
+
+Hydra builds a task from ``autogaze/configs/task/<name>.yaml`` through ``_target_`` / ``from_config``.
 """
