@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from autogaze.inference.geometry import RESIZE_MODES
+from autogaze.inference.encode import FAMILIES, FeatureSink, load_tower, tower_preparer
+from autogaze.inference.geometry import RESIZE_MODES, FrameGeometry
 from autogaze.inference.overlay import OverlayWriter
 from autogaze.inference.pipeline import gaze_video
 from autogaze.inference.summary import save_summary
@@ -49,6 +50,8 @@ outputs (in --out):
                            (frame*P + local), local, scale, row, col, box
   overlay.mp4              gazed patches bright, the rest dimmed, outline colour per scale
   summary.png              gazes per frame by scale, share of patches kept per scale
+  features.npz             with --encoder: per chunk c, chunk{c}_features [N_real, D] (the gazed
+                           patches' features, gaze order) and chunk{c}_ids [N_real] (t*P + local)
 """
 
 
@@ -118,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=float, default=0.3, help="brightness of un-gazed pixels in the overlay (default 0.3)")
     p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     p.add_argument("--no-summary", action="store_true", help="skip summary.png")
+    p.add_argument("--encoder", metavar="DIR",
+                   help="also encode the gazed patches with this stock SigLIP / DINOv2-with-registers checkpoint "
+                        "folder and write features.npz (kept features per chunk)")
+    p.add_argument("--encoder-family", choices=FAMILIES, help="the encoder's family (default: from its config)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
     return p
 
@@ -173,6 +180,25 @@ def _device(name: str) -> torch.device:
     return dev
 
 
+def _feature_sink(args: argparse.Namespace, model: AutoGaze, processor, info, device: torch.device) -> FeatureSink:
+    """The --encoder tower on the gaze model's square and token space (checked before any gazing)."""
+    if not Path(args.encoder).is_dir():
+        raise UserError(f"--encoder {args.encoder} is not a folder (a stock SigLIP / DINOv2 save_pretrained folder)")
+    try:
+        tower, tower_processor = load_tower(args.encoder, args.encoder_family)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--encoder {args.encoder}: {e}") from None
+    side = max(args.target_scales) if args.target_scales else model.token_space.scales[-1]
+    plan = AnyResPlan.make(model.token_space, side, args.target_scales, args.target_patch_size)
+    space = plan.target if plan is not None else model.token_space
+    geometry = FrameGeometry.make(info.height, info.width, side, args.resize)
+    try:
+        return FeatureSink(tower, tower_preparer(geometry, processor, tower_processor), space,
+                           model.config.max_num_frames, device, args.precision)
+    except ValueError as e:
+        raise UserError(f"--encoder {args.encoder}: {e}") from None
+
+
 # ---------------------------------------------------------------------------------- main
 def run(args: argparse.Namespace) -> dict[str, Path]:
     """Do the work for parsed ``args``; returns the written files by kind. Raises UserError."""
@@ -195,17 +221,24 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             AnyResPlan.make(model.token_space, side, args.target_scales, args.target_patch_size)
         except ValueError as e:
             raise UserError(f"--target-scales/--target-patch-size: {e}") from None
+    features = _feature_sink(args, model, processor, info, device) if args.encoder else None
     out.mkdir(parents=True, exist_ok=True)
 
     files: dict[str, Path] = {}
     writer = None if args.no_overlay else OverlayWriter(out / "overlay.mp4", info.height, info.width, info.fps, args.dim)
+    sinks = [s for s in (writer, features) if s is not None]
+
+    def on_frames(frames, gazes):
+        for sink in sinks:
+            sink(frames, gazes)
+
     try:
         result = gaze_video(
             args.video, model, processor, args.gazing_ratio, args.task_loss_requirement,
             resize=args.resize, target_scales=args.target_scales, target_patch_size=args.target_patch_size,
             stream=args.stream, batch_chunks=args.batch_chunks, precision=args.precision, do_sample=args.sample,
             temperature=args.temperature, seed=args.seed, max_frames=args.max_frames, progress=not args.quiet,
-            on_frames=writer)
+            on_frames=on_frames if sinks else None)
     except VideoError as e:  # decoding failed part-way: drop the partial overlay
         if writer is not None:
             writer.close()
@@ -220,6 +253,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
         files["json"] = result.save_json(out / "gazes.json")
     if "npz" in args.format:
         files["npz"] = result.save_npz(out / "gazes.npz")
+    if features is not None:
+        files["features"] = features.save(out / "features.npz")
     if not args.no_summary:
         files["summary"] = save_summary(result, out / "summary.png")
     if not args.quiet:

@@ -29,6 +29,7 @@ BENCHMARKS = {
                                                          "--warmup", "0"], "one GRPO step (G=12) split by phase"),
     "data": ("data.py", [], ["--clips", "4", "--repeats", "1"],
              "data items: decode only vs full item vs uint8 item (transform_on_device), per worker and 2 workers"),
+    "encode": ("encode.py", [], ["--repeats", "1", "--threads", "2", "--precision", "fp32", "--no-memory"], "gazed SigLIP tower vs the stock tower; gaze + encode end to end"),
     "label": ("label.py", ["--dims", "tiny"], ["--dims", "tiny", "--frames", "4", "--repeats", "1", "--flops-dims", ""],
               "greedy labelling: prefix-cached vs uncached vs public forward (clips/min, FLOPs)"),
 }

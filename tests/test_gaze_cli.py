@@ -273,3 +273,40 @@ def test_released_format_fixture_checkpoint(fixtures_dir, video):
     assert model.config.num_multi_token_pred == 10 and processor.size == {"shortest_edge": 224}
     r = gaze_video(str(video), model, processor, gazing_ratio=0.1, task_loss_requirement=None, max_frames=2)
     assert r.counts.tolist() == [26, 26] and r.chunk_size == 16 and len(r.ids_per_chunk) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_encoder_writes_the_gazed_features(ckpt, model, video, fixtures_dir, tmp_path, stream):
+    """--encoder: features.npz holds, per chunk, the tower's features of the real gazes only, equal
+    to running the tower on that chunk's square frames with those gazes (offline and streaming)."""
+    from autogaze.inference.encode import load_tower, tower_preparer
+    from autogaze.inference.geometry import FrameGeometry
+    from autogaze.types import Gazes
+
+    tower_dir = fixtures_dir / "siglip" / "p16_224"
+    out = tmp_path / "out"
+    args = [str(video), "--checkpoint", str(ckpt), "--gazing-ratio", "0.05", "--task-loss-requirement", "none",
+            "--out", str(out), "--encoder", str(tower_dir), "--no-overlay", "--no-summary", "--quiet"]
+    assert main(args + (["--stream"] if stream else [])) == 0
+    feats = np.load(out / "features.npz")
+    gz = json.loads((out / "gazes.json").read_text())
+    assert int(feats["tokens_per_frame"]) == P and list(feats["chunk_start_frames"]) == [0, 4, 8]
+    tower, tproc = load_tower(str(tower_dir))
+    prepare = tower_preparer(FrameGeometry.make(H, W, 224, "crop"), None, tproc)
+    frames = decode_all(video)
+    for c, start in enumerate(feats["chunk_start_frames"]):
+        ids = feats[f"chunk{c}_ids"]
+        assert np.array_equal(ids, np.asarray(gz["ids_per_chunk"][c]))  # same gazes, gaze order
+        T = min(T_CHUNK, F - start)
+        counts = np.bincount(ids // P, minlength=T)
+        g = Gazes(torch.from_numpy(ids)[None], torch.zeros(1, ids.size, dtype=torch.bool), torch.from_numpy(counts), P)
+        with torch.inference_mode():
+            want = tower(prepare(np.stack(frames[start:start + T]))[None], gazing_info=g).last_hidden_state[0]
+        assert feats[f"chunk{c}_features"].shape == (ids.size, tower.config.hidden_size)
+        np.testing.assert_allclose(feats[f"chunk{c}_features"], want.numpy(), atol=1e-5)
+
+
+def test_encoder_with_another_token_space_is_a_clear_error(ckpt, video, fixtures_dir, tmp_path, capsys):
+    rc = main([str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--quiet",
+               "--encoder", str(fixtures_dir / "siglip" / "p14_392")])
+    assert rc == 2 and "scales" in capsys.readouterr().err

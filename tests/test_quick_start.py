@@ -2,7 +2,8 @@
 
 Load the processor and model with ``from_pretrained`` (the fixture folder stands in for the hub id),
 read 16 frames with PyAV, process them, gaze under ``inference_mode``; then the documented variants:
-another ViT geometry, long / high-resolution video as a batch of 16-frame 224 pieces, and streaming.
+another ViT geometry, long / high-resolution video as a batch of 16-frame 224 pieces, streaming, and
+a gazed SigLIP tower that encodes only the gazed patches.
 The fixture has the released architecture with random weights (its README), so the test checks
 the contract (keys, shapes, id ranges, consistency), not what a trained model would gaze at.
 """
@@ -144,6 +145,27 @@ def test_streaming_frame_by_frame_equals_the_clip(released, tmp_path):
             assert torch.equal(local + t * P, _real_per_frame(whole)[t]), t
 
 
-# PLACEHOLDER(siglip-on-gazes): the QUICK_START block that runs a gazed SigLIP tower on the gazes
-# (``out["gazing_pos"]`` / ``out["if_padded_gazing"]`` into the vision encoder, features of the kept
-# patches only) is added here together with autogaze/vision_encoders/; not part of this file yet.
+def test_siglip_on_the_gazes(released, fixtures_dir, tmp_path):
+    """Gaze, then encode only the gazed patches with a SigLIP tower loaded from a stock checkpoint
+    (the fixture's tiny stock tower stands in for google/siglip2-base-patch16-224); keep each clip's
+    real rows as the tokens an MLLM would receive."""
+    from transformers import SiglipImageProcessor
+
+    from autogaze.vision_encoders.siglip import SiglipVisionModel
+
+    processor, model, _ = released
+    tower_dir = fixtures_dir / "siglip" / "p16_224"
+    siglip_processor = SiglipImageProcessor.from_pretrained(tower_dir)
+    tower = SiglipVisionModel.from_pretrained(tower_dir, scales="32+64+112+224", attn_type="block_causal",
+                                              attn_implementation="sdpa").eval()
+    video = _read(write_mp4(tmp_path / "clip.mp4", make_clip(16, 224, seed=4)), 16)
+    inputs = transform_video_for_pytorch(video, processor)
+    pixels = siglip_processor(images=list(video), return_tensors="pt")["pixel_values"][None]  # [1, 16, 3, 224, 224]
+    with torch.inference_mode():
+        gaze = model({"video": inputs}, gazing_ratio=0.1)
+        features = tower(pixels, gazing_info=gaze).last_hidden_state  # [1, N, D], one row per slot
+    N = gaze["gazing_pos"].shape[1]
+    assert features.shape == (1, N, tower.config.hidden_size)
+    kept = features[0][~gaze["if_padded_gazing"][0]]  # the real gazes' features only
+    assert kept.shape[0] == int((~gaze["if_padded_gazing"]).sum()) == 16 * int(0.1 * P)
+    assert torch.isfinite(kept).all()
