@@ -14,10 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from autogaze.utils.parsing import ConfigError, check_keys
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Keys of the model yaml's ``preprocessing`` block and of an HF preprocessor_config.json.
 _HF_ONLY_KEYS = ("image_processor_type", "_processor_class", "feature_extractor_type", "processor_class")
 PREPROCESSING_KEYS = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale",

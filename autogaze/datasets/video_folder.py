@@ -33,13 +33,14 @@ from autogaze.datasets.labels import collate_labels, label_key, load_labels
 from autogaze.datasets.device_transform import LoaderBatch, RawBatch, RawPlan, stack_frames
 from autogaze.datasets.transforms import RandomResizedCrop, VideoTransform, center_square, square_box
 from autogaze.types import Batch
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_scales, parse_str_list
 
 log = logging.getLogger("autogaze.data")
 
 #: Upstream's task processor is Vivit's defaults at the largest task scale.
 TASK_PREPROCESSING = dict(do_resize=True, do_rescale=True, rescale_factor=1 / 127.5, offset=True,
-                          do_normalize=True, image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
+                          do_normalize=True, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
 
 
 @dataclass

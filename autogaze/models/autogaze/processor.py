@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
+
 _MODES = {2: "bilinear", 3: "bicubic"}  # PIL resample codes -> torch modes
 
 

@@ -6,8 +6,8 @@ transformers' ``VideoMAEForPreTraining``), task (the public ``TubeVideoMAE``).
 """
 from .config import PRESETS, TubeMAEConfig, parse_task_config
 from .model import TubeMAE
-from .targets import PixelNorm, patchify, tubelet_targets
+from .targets import patchify, tubelet_targets
 from .task import TubeVideoMAE
 
-__all__ = ["TubeVideoMAE", "TubeMAE", "TubeMAEConfig", "parse_task_config", "PRESETS", "PixelNorm",
+__all__ = ["TubeVideoMAE", "TubeMAE", "TubeMAEConfig", "parse_task_config", "PRESETS",
            "patchify", "tubelet_targets"]

@@ -24,10 +24,9 @@ from typing import Any
 from omegaconf import OmegaConf
 from transformers import VideoMAEConfig
 
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_int_list
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Dimensions only; weights come from ``trainer.task_weights`` (or start random, as in pre-training).
 PRESETS: dict[str, dict[str, int]] = {

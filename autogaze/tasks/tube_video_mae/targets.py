@@ -7,28 +7,11 @@ order of transformers' ``VideoMAEForPreTraining`` labels, so its decoder head li
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from einops import rearrange
 from torch import Tensor
 
-
-@dataclass(frozen=True)
-class PixelNorm:
-    """The task input normalisation ``x = (p * rescale - offset - mean) / std`` (p in [0, 255])."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    rescale: float
-    offset: bool
-
-    def to_unit(self, x: Tensor) -> Tensor:
-        """[B, T, 3, H, W] normalised -> p / 255. Not clamped (unlike the display inverse of
-        datasets/transforms.py): the target is the exact preimage of whatever the input holds."""
-        mean = x.new_tensor(self.mean)[:, None, None]
-        std = x.new_tensor(self.std)[:, None, None]
-        return (x * std + mean + (1.0 if self.offset else 0.0)) / (self.rescale * 255)
+from autogaze.utils.normalization import PixelNormalization
 
 
 def patchify(frames: Tensor, patch: int, tubelet: int) -> Tensor:
@@ -37,7 +20,7 @@ def patchify(frames: Tensor, patch: int, tubelet: int) -> Tensor:
 
 
 @torch.no_grad()
-def tubelet_targets(video: Tensor, norm: PixelNorm, patch: int, tubelet: int,
+def tubelet_targets(video: Tensor, norm: PixelNormalization, patch: int, tubelet: int,
                     norm_pix: bool = True) -> Tensor:
     """video [B, T, 3, H, W] (task-normalised) -> targets [B, N, u*p*p*3], float32, no grad.
 

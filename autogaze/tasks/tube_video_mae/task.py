@@ -38,7 +38,9 @@ from autogaze.utils.parsing import ConfigError, parse_scales
 
 from .config import TubeMAEConfig, parse_task_config
 from .model import TubeMAE
-from .targets import PixelNorm, tubelet_targets
+from autogaze.utils.normalization import PixelNormalization
+
+from .targets import tubelet_targets
 
 
 class TubeVideoMAE(nn.Module):
@@ -53,7 +55,7 @@ class TubeVideoMAE(nn.Module):
             raise TypeError(f"give a TubeMAEConfig or task keys, not both (got {sorted(task_keys)})")
         self.config = config
         self.mae = TubeMAE(config.to_videomae())
-        self.pixel_norm = PixelNorm(config.pixel_mean, config.pixel_std, config.pixel_rescale, config.pixel_offset)
+        self.pixel_norm = PixelNormalization(config.pixel_mean, config.pixel_std, config.pixel_rescale, config.pixel_offset)
         self.trainable = False
         self.set_trainable(False)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from transformers import ViTMAEConfig
 
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD, VIVIT_RESCALE
 from autogaze.utils.parsing import (
     ConfigError,
     check_choice,
@@ -36,9 +37,7 @@ from autogaze.utils.parsing import (
 )
 
 # Task input normalisation: x = (p / 127.5 - 1 - mean) / std for pixels p in [0, 255].
-TASK_MEAN = (0.485, 0.456, 0.406)
-TASK_STD = (0.229, 0.224, 0.225)
-TASK_RESCALE = 1 / 127.5
+TASK_MEAN, TASK_STD, TASK_RESCALE = IMAGENET_MEAN, IMAGENET_STD, VIVIT_RESCALE
 
 # Encoder/decoder dimensions of the hub configs of facebook/vit-mae-*, plus a tiny one with the
 # dimensions of the upstream test fixture (videomae_tiny_config.json) for CPU tests.

@@ -26,7 +26,7 @@ from transformers import (
 
 from autogaze.utils.parsing import ConfigError
 
-from .config import TASK_MEAN, TASK_STD
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD, UNIT_MEAN, UNIT_STD, VIVIT
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ FEATURE_PRESETS = {
 _CLASSES = {"dinov2_reg": (Dinov2WithRegistersConfig, Dinov2WithRegistersModel),
             "siglip2": (SiglipVisionConfig, SiglipVisionModel)}
 # Input normalisation of each feature model, applied to pixels in [0, 1].
-_NORMS = {"dinov2_reg": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-          "siglip2": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+_NORMS = {"dinov2_reg": (IMAGENET_MEAN, IMAGENET_STD), "siglip2": (UNIT_MEAN, UNIT_STD)}
 
 
 def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -64,9 +63,7 @@ def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
 def task_to_unit(x: Tensor) -> Tensor:
     """Undo the task normalisation: [M, 3, H, W] -> pixels / 255 in about [0, 1].
     No clamp: the prediction may leave the range and its gradient must not be cut."""
-    mean = x.new_tensor(TASK_MEAN)[:, None, None]
-    std = x.new_tensor(TASK_STD)[:, None, None]
-    return (x * std + mean + 1.0) / 2.0  # (p/127.5 - 1 + 1) / 2 = p / 255
+    return VIVIT.to_unit(x)
 
 
 class FeatureLoss:

@@ -15,17 +15,14 @@ from torch import Tensor
 
 from autogaze.types import Gazes
 
-from .config import TASK_MEAN, TASK_STD
+from autogaze.utils.normalization import VIVIT
 
 DIM = 0.2  # brightness of patches that were not gazed
 
 
 def task_to_display(x: Tensor) -> Tensor:
-    """Inverse task transform: [..., 3, H, W] -> [..., H, W, 3] in [0, 1].
-    The rescale factor is 1/127.5, not 1/255, hence the extra ``/2 + 0.5``."""
-    mean = x.new_tensor(TASK_MEAN)[:, None, None]
-    std = x.new_tensor(TASK_STD)[:, None, None]
-    return ((x * std + mean) / 2 + 0.5).clamp(0, 1).movedim(-3, -1)
+    """Inverse task transform: [..., 3, H, W] -> [..., H, W, 3] in [0, 1]."""
+    return VIVIT.to_unit(x).clamp(0, 1).movedim(-3, -1)
 
 
 @torch.no_grad()
