@@ -71,3 +71,7 @@ def validate_components(exp: ExperimentConfig) -> None:
         check = getattr(cls, "validate_config", None)
         if check is not None:
             check({k: v for k, v in cfg.items() if k != "_target_"})
+    # Rules an algorithm has about the other groups (TATS's PPO needs a trained, shared-token sampler).
+    check_experiment = getattr(resolve_target("algorithm", exp.algorithm), "check_experiment", None)
+    if check_experiment is not None:
+        check_experiment(exp)

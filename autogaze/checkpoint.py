@@ -7,13 +7,15 @@ Layout of ``exps/<exp_name>/`` (upstream names):
 * ``checkpoint_latest_task.pt``  the task's *trainable* weights (only when ``train_task``: the frozen
   MAE and the frozen DINOv2/SigLIP feature models are never re-saved, they come from
   ``task_weights``);
-* ``checkpoint_latest_train.pt`` optimizer, scheduler, :class:`TrainState`, every rank's RNG states
-  and the config; written last, so it always names a complete checkpoint;
+* ``checkpoint_latest_train.pt`` optimizer, scheduler, :class:`TrainState`, every rank's RNG states,
+  every rank's ``algorithm.state_dict()`` (a rollout memory that outlives a step, e.g. TATS's PPO
+  episodes) and the config; written last, so it always names a complete checkpoint;
 * ``checkpoint_ep{E}_iter{I}/{checkpoint_gaze/, checkpoint_task.pt, checkpoint_train.pt}``, the
   newest ``keep_checkpoints`` of them (by step, not ctime).
 
 Resume restores gaze weights (upstream discarded them, bug 14.3), task weights, optimizer,
-scheduler, step, data position and RNG, so a killed run continues bit-identically.
+scheduler, step, data position, RNG and the algorithm's state, so a killed run continues
+bit-identically.
 """
 from __future__ import annotations
 
@@ -109,14 +111,18 @@ class Checkpointer:
         s = trainer.state
         # Every rank's RNG is saved, so each rank resumes its own stream.
         rngs = [None] * self.dist.world_size
+        algorithm = [None] * self.dist.world_size  # each rank's own memory (its own episodes)
         if self.dist.is_distributed:
             dist.all_gather_object(rngs, rng_state(self.dist.device))
+            dist.all_gather_object(algorithm, trainer.algorithm.state_dict())
         else:
             rngs = [rng_state(self.dist.device)]
+            algorithm = [trainer.algorithm.state_dict()]
         if self.dist.is_main:
             epoch, it = divmod(s.micro_step, trainer.micro_per_epoch)
             train = {"state": asdict(s), "optimizer": trainer.optimizer.state_dict(),
-                     "scheduler": trainer.scheduler.state_dict(), "rng": rngs, "config": self.config,
+                     "scheduler": trainer.scheduler.state_dict(), "rng": rngs, "algorithm": algorithm,
+                     "config": self.config,
                      "epoch": epoch, "iteration": it, "train_step": s.train_step, "val_step": s.val_step}
             task = task_state_dict(trainer.task) if (trainer.cfg.train_task and trainer.task is not None) else None
 
@@ -194,6 +200,12 @@ class Checkpointer:
                         len(rngs), self.dist.world_size)
         else:
             set_rng_state(rngs[self.dist.rank], self.dist.device)
+        states = saved.get("algorithm")  # absent in checkpoints written before the update hook
+        if states is not None and len(states) == self.dist.world_size:
+            trainer.algorithm.load_state_dict(states[self.dist.rank])
+        elif states is not None and any(states):
+            log.warning("resume: checkpoint has %d ranks' algorithm state, running with %d; it restarts empty",
+                        len(states), self.dist.world_size)
         self._resumed_step = trainer.state.train_step
         log.info("resumed from %s at step %d", gaze_dir.parent, trainer.state.train_step)
         return True

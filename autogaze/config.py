@@ -20,8 +20,8 @@ from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_
 # finds it next to this file from any working directory.
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-LR_SCHEDULES = ("linear", "linear_w_warmup", "constant")
-OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("linear", "linear_w_warmup", "cosine_w_warmup", "constant")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -41,9 +41,9 @@ class TrainerConfig:
     per_gpu_max_batch_size: int = 64    # micro-batch cap per rank; the rest becomes accumulation
     lr: float = 3e-4
     min_lr: float = 1e-5                # end of the `linear` schedule (ignored by linear_w_warmup)
-    lr_schedule: str = "linear_w_warmup"  # linear | linear_w_warmup | constant
-    warmup_ratio: float = 0.1           # ours: warm-up share for linear_w_warmup (upstream: fixed 10%)
-    optimizer: str = "sgd"              # adam | sgd (upstream default sgd; the NTP script sets adam)
+    lr_schedule: str = "linear_w_warmup"  # linear | linear_w_warmup | cosine_w_warmup | constant
+    warmup_ratio: float = 0.1           # ours: warm-up share for linear_w_warmup / cosine_w_warmup (upstream: fixed 10%)
+    optimizer: str = "sgd"              # adam | adamw | sgd (upstream default sgd; the NTP script sets adam)
     train_gaze: bool = True
     train_task: bool = True
     detach_task: bool = False           # run the task under no_grad
@@ -74,6 +74,12 @@ class TrainerConfig:
     log_nsteps: int = 10                # console/training.log line every N steps (metrics.jsonl, W&B: every step)
     allow_missing_keys: bool = False    # weight loading: tolerate missing keys (still reported)
     allow_unexpected_keys: bool = False # weight loading: tolerate unexpected keys (still reported)
+    # ---- ours: optimizer details (TATS / AdaMAE recipes) ----
+    gaze_lr: float | None = None        # lr of the gaze model's parameter group (null: lr)
+    task_lr: float | None = None        # lr of the task's parameter group (null: lr)
+    betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw betas (VideoMAE pre-training: 0.9, 0.95)
+    weight_decay: float = 0.0           # adamw: decoupled; adam / sgd: L2. 1-D tensors (biases, norms) are exempt
+    scale_lr_with_batch: bool = False   # lr, gaze_lr, task_lr and min_lr are per 256 clips: x global_batch / 256
 
 
 @dataclass
@@ -142,6 +148,7 @@ def validate_trainer(t: TrainerConfig) -> None:
         raise ConfigError("trainer.transform_on_device", t.transform_on_device, "must be true or false",
                           "trainer.transform_on_device=true (resize and normalise on the training device) "
                           "or false (in the DataLoader workers, the default)")
+    _check_optimizer_keys(t)
     if not (0 <= t.warmup_ratio < 1):
         raise ConfigError("trainer.warmup_ratio", t.warmup_ratio, "must be in [0, 1)", "e.g. 0.1")
     if t.resume not in (None, "auto", "none", False) and not isinstance(t.resume, str):
@@ -153,6 +160,27 @@ def validate_trainer(t: TrainerConfig) -> None:
     if t.train_task and t.detach_task:
         raise ConfigError("trainer.detach_task", True, "a detached task (no_grad) cannot be trained",
                           "set trainer.detach_task=False or trainer.train_task=False")
+
+
+def _check_optimizer_keys(t: TrainerConfig) -> None:
+    """gaze_lr / task_lr / betas / weight_decay / scale_lr_with_batch (the keys the TATS and AdaMAE
+    recipes need)."""
+    for key in ("gaze_lr", "task_lr"):
+        v = getattr(t, key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            raise ConfigError(f"trainer.{key}", v, "must be null (use trainer.lr) or a number >= 0",
+                              f"e.g. trainer.{key}=1.5e-4, or drop it")
+    betas = t.betas
+    ok = isinstance(betas, (list, tuple)) and len(betas) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    if not ok:
+        raise ConfigError("trainer.betas", betas, "must be two numbers in [0, 1)", "e.g. trainer.betas=[0.9,0.95]")
+    wd = t.weight_decay
+    if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
+        raise ConfigError("trainer.weight_decay", wd, "must be a number >= 0", "e.g. trainer.weight_decay=0.05")
+    if not isinstance(t.scale_lr_with_batch, bool):
+        raise ConfigError("trainer.scale_lr_with_batch", t.scale_lr_with_batch, "must be true or false",
+                          "trainer.scale_lr_with_batch=true (lr x batch / 256) or false")
 
 
 def parse_config(cfg: Any, config_name: str = "experiment") -> ExperimentConfig:

@@ -1,8 +1,14 @@
 """The training loop: micro-batches with accumulation, DDP, schedules, validation, checkpoints.
 
-One optimizer step consumes ``acc_steps`` micro-batches per rank. Micro-batches run back to back
+One trainer step consumes ``acc_steps`` micro-batches per rank. Micro-batches run back to back
 across epoch boundaries, so the data position is a single counter (``micro_step``) that resume
 restores exactly; the sampler's order depends only on (seed, epoch).
+
+What a step does is the algorithm's ``update`` (autogaze/algorithms/base.py): by default one joint
+optimizer step over the micro-batches; TATS's PPO makes an MAE step and then several sampler steps
+over its rollout memory. Every optimizer step goes through :meth:`Trainer.optimizer_step`, which owns
+backward, accumulation, DDP sync, non-finite skipping, clipping and ``optimizer.step``; the LR
+scheduler advances once per trainer step.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -23,12 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from autogaze.algorithms.base import Algorithm, GazePolicy, ScoreAdapter
+from autogaze.algorithms.base import Algorithm, GazePolicy, Pass, ScoreAdapter, StepInfo, StepResult
 from autogaze.checkpoint import Checkpointer
 from autogaze.config import TrainerConfig
 from autogaze.types import Batch
 from autogaze.utils.distributed import DistInfo, all_reduce_sum
 from autogaze.utils.metric_logger import MetricLogger
+from autogaze.utils.optim import build_optimizer, lr_scale, param_groups
 from autogaze.utils.parsing import ConfigError
 from autogaze.utils.sampler import ResumableDistributedSampler
 from autogaze.utils.schedules import build_lr_scheduler, exp_temperature
@@ -96,7 +103,10 @@ class Trainer:
         if dist.is_distributed and cfg.train_task and self.task is not None:
             self.task_fn = DDP(self.task, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
         self.ddp_modules = [m for m in (scorer, self.task_fn) if isinstance(m, DDP)]
-        self.policy = GazePolicy(self.gaze_model, scorer)
+        # Set samplers (TATS, AdaMAE) may read the task's tubelet embedding through the bare task: the
+        # task loss still runs through its DDP wrapper, and the Conv3d's gradients from both paths meet
+        # in one accumulation, which DDP syncs once (tests/test_trainer_ddp_paths.py).
+        self.policy = GazePolicy(self.gaze_model, scorer, getattr(self.task, "embed_tokens", None))
 
         # transform_on_device: workers stop after the decode; batches are cropped, resized and
         # normalised on dist.device by RawBatch.to (bit-identical; autogaze/datasets/device_transform.py).
@@ -129,21 +139,23 @@ class Trainer:
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
 
-        params = self.trainable_parameters()
-        if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
-        else:
-            self.optimizer = torch.optim.SGD(params, lr=cfg.lr)
-        self.scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, self.total_steps, cfg.lr,
-                                            cfg.min_lr, cfg.warmup_ratio)
+        scale = lr_scale(cfg, self.geom.global_batch)
+        self.param_groups = param_groups(cfg, self._trained_modules(), scale)
+        self.optimizer = build_optimizer(cfg, self.param_groups)
+        self.scheduler = build_lr_scheduler(self.optimizer, cfg.lr_schedule, self.total_steps, cfg.lr * scale,
+                                            cfg.min_lr * scale, cfg.warmup_ratio)
         self.state = TrainState()
-        self._last_batch: Batch | None = None  # for empty micro-batches under DDP (see train_step)
+        self.info: StepInfo | None = None      # the running step, for Algorithm.update (UpdateContext)
+        self._last_items: dict[str, Any] = {}  # per item kind, for empty items under DDP (optimizer_step)
         self.ckpt = Checkpointer(exp_dir, dist, cfg.keep_checkpoints, config_dict)
         if dist.is_main:
             log.info("batch: global %d = micro %d x acc %d x world %d; %d optimizer steps (%d micro-batches/epoch); "
                      "resize+normalise in %s", self.geom.global_batch, self.geom.micro_batch, self.geom.acc_steps,
                      dist.world_size, self.total_steps, self.micro_per_epoch,
                      f"{dist.device} (transform_on_device)" if cfg.transform_on_device else "the data workers")
+            log.info("optimizer %s: %s", cfg.optimizer, ", ".join(
+                f"{g.name} lr {g.lr:.3g} wd {g.weight_decay:g} ({len(g.params)} tensors)" for g in self.param_groups)
+                + (f"; lr x {scale:g} (global batch {self.geom.global_batch} / 256)" if scale != 1.0 else ""))
 
     # ------------------------------------------------------------------ set-up helpers
     def _loader(self, ds, sampler, collate_fn, drop_last: bool = True) -> DataLoader:
@@ -157,11 +169,15 @@ class Trainer:
                           persistent_workers=False, prefetch_factor=2 if workers > 0 else None,
                           generator=torch.Generator())
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        params = list(self.gaze_model.parameters()) if self.cfg.train_gaze else []
+    def _trained_modules(self) -> dict[str, list[nn.Parameter]]:
+        """gaze / task -> their trained parameters (the optimizer's groups come from these)."""
+        modules = {"gaze": list(self.gaze_model.parameters())} if self.cfg.train_gaze else {}
         if self.cfg.train_task and self.task is not None:
-            params += [p for p in self.task.parameters() if p.requires_grad]
-        return params
+            modules["task"] = [p for p in self.task.parameters() if p.requires_grad]
+        return modules
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for params in self._trained_modules().values() for p in params]
 
     def temperature(self) -> float:
         t = self.cfg.temp_schedule_args.exp
@@ -181,17 +197,26 @@ class Trainer:
                 yield batch
 
     # ------------------------------------------------------------------ one step
-    def _forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Rollout -> task -> algorithm; returns the scalar loss and detached metrics."""
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    def autocast(self):
+        return _autocast(self.dist.device, self.cfg.precision)
+
+    def forward(self, batch: Batch) -> Pass:
+        """The joint forward: rollout -> task -> algorithm; the scalar loss, detached metrics and the
+        algorithm's record."""
         cfg = self.cfg
         batch = self.algorithm.prepare(batch.to(self.dist.device, non_blocking=self.non_blocking))
-        with _autocast(self.dist.device, cfg.precision):
+        with self.autocast():
             rollout = self.algorithm.rollout(self.policy, batch, self.temperature())
             task_out = None
             if self.algorithm.needs_task and self.task_fn is not None:
                 grad = contextlib.nullcontext() if not cfg.detach_task else torch.no_grad()
+                shared = {} if rollout.tokens is None else {"tokens": rollout.tokens}  # embedded once
                 with grad:
-                    task_out = self.task_fn(batch.video_for_task, rollout.gazes)
+                    task_out = self.task_fn(batch.video_for_task, rollout.gazes, **shared)
             alg_out = self.algorithm.loss(batch, rollout, task_out)
         loss = alg_out.loss.float().mean() if cfg.train_gaze else alg_out.loss.new_zeros(())
         if cfg.train_task and task_out is not None:
@@ -199,60 +224,93 @@ class Trainer:
         metrics = dict(alg_out.metrics)
         if task_out is not None:
             metrics.update(task_out.metrics)
-        return loss, metrics
+        return Pass(loss, metrics, alg_out.record)
+
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`forward` as (loss, metrics)."""
+        p = self.forward(batch)
+        return p.loss, p.metrics
+
+    def step_info(self, n_micro: int) -> StepInfo:
+        """The step about to run; ``micro_step`` already counts its ``n_micro`` micro-batches."""
+        first = max(0, self.state.micro_step - n_micro)
+        return StepInfo(step=self.state.train_step, epoch=first // self.micro_per_epoch,
+                        total_steps=self.total_steps,
+                        steps_per_epoch=max(1, self.micro_per_epoch // self.geom.acc_steps),
+                        seed=self.cfg.seed, temperature=self.temperature())
 
     def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
-        """One optimizer step over ``acc_steps`` micro-batches (DDP syncs on the last only)."""
+        """One trainer step over ``acc_steps`` micro-batches: the algorithm's update, then the LR
+        scheduler once."""
         self.gaze_model.train()
         if self.task is not None:
             self.task.train(self.cfg.train_task)
+        self.info = self.step_info(len(micro_batches))
+        self.algorithm.on_step_start(self.info)
+        sums = self.algorithm.update(self, micro_batches)
+        with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        lrs = self.scheduler.get_last_lr()
+        sums.update(lr=lrs[0], temperature=self.temperature(),
+                    nonfinite_steps=float(self.state.nonfinite_steps),
+                    skipped_videos=float(self.state.skipped_videos))
+        for g, lr in zip(self.param_groups, lrs):  # named groups: each module's lr after the step
+            if len(self.param_groups) > 1:
+                sums.setdefault(f"lr_{g.name.removesuffix('_no_decay')}", lr)
+        return sums
+
+    def optimizer_step(self, items: Sequence[Any], loss_fn: Callable[[Any], Pass] | None = None,
+                       kind: str = "batch") -> StepResult:
+        """One optimizer step over ``items`` (micro-batches, or an algorithm's minibatches; each has
+        ``batch_size``), one pass each, weighted 1/len(items); DDP syncs on the last only."""
+        loss_fn = self.forward if loss_fn is None else loss_fn
         self.optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {"loss": 0.0}  # a step whose micro-batches were all empty logs loss 0
+        sums: dict[str, float] = {"loss": 0.0}  # a step whose items were all empty logs loss 0
+        records: list[Any] = [None] * len(items)
         nonfinite = torch.zeros((), device=self.dist.device)
         skipped = 0
-        for i, batch in enumerate(micro_batches):
-            skipped += len(batch.skipped_paths)
-            is_last = i == len(micro_batches) - 1
+        for i, item in enumerate(items):
+            skipped += len(getattr(item, "skipped_paths", ()))
+            is_last = i == len(items) - 1
             weight = 1.0
-            if batch.batch_size == 0:  # every clip of it was undecodable (counted above)
-                if self._last_batch is None or not (is_last and self.ddp_modules):
+            if item.batch_size == 0:  # every clip of it was undecodable (counted above)
+                last = self._last_items.get(kind)
+                if last is None or not (is_last and self.ddp_modules):
                     continue
-                # DDP needs every rank in the final all-reduce: replay a previous batch at weight 0.
-                batch, weight = self._last_batch, 0.0
-            self._last_batch = batch
+                # DDP needs every rank in the final all-reduce: replay a previous item at weight 0.
+                item, weight = last, 0.0
+            self._last_items[kind] = item
             with contextlib.ExitStack() as stack:
-                if not is_last:  # accumulate locally; the last micro-batch triggers the all-reduce
+                if not is_last:  # accumulate locally; the last pass triggers the all-reduce
                     for m in self.ddp_modules:
                         stack.enter_context(m.no_sync())
-                loss, metrics = self._forward(batch)
-                if not torch.isfinite(loss):
+                out = loss_fn(item)
+                if not torch.isfinite(out.loss):
                     nonfinite += 1
-                (loss * weight / len(micro_batches)).backward()
+                (out.loss * weight / len(items)).backward()
             if weight == 0.0:  # a replay only joins the all-reduce: it reports nothing, as a skipped batch
                 continue
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v) / len(micro_batches)
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / len(micro_batches)
+            records[i] = out.record
+            for k, v in out.metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) / len(items)
+            sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach()) / len(items)
         # All ranks must agree on skipping, or DDP would desynchronise on the next step. The skipped
         # clips are summed over ranks in the same all-reduce, so rank 0 (which logs and saves) counts all.
         flags = all_reduce_sum(torch.stack([nonfinite, torch.full_like(nonfinite, float(skipped))]))
         skip = bool(flags[0] > 0)
         self.state.skipped_videos += int(flags[1])
         grad_norm = self._clip_and_norm()
-        if skip or not math.isfinite(grad_norm):
+        stepped = not (skip or not math.isfinite(grad_norm))
+        if not stepped:
             self.state.nonfinite_steps += 1
             self.optimizer.zero_grad(set_to_none=True)
             log.warning("non-finite loss or grad at step %d: step skipped (%d so far)",
                         self.state.train_step, self.state.nonfinite_steps)
         else:
             self.optimizer.step()
-        with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
-            warnings.simplefilter("ignore", UserWarning)
-            self.scheduler.step()
-        sums.update(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0], temperature=self.temperature(),
-                    nonfinite_steps=float(self.state.nonfinite_steps),
-                    skipped_videos=float(self.state.skipped_videos))
-        return sums
+        sums["grad_norm"] = grad_norm
+        return StepResult(sums, stepped, records)
 
     def _clip_and_norm(self) -> float:
         """Total grad norm (gaze and task clipped separately when ``truncate_grads``)."""

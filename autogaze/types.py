@@ -144,12 +144,16 @@ class GazeRollout:
     sample_log_probs: FloatTensor [B, N] or None  log-probs under the *sampling* distribution,
                       recorded during generation (masked, tempered, top-k); lets GRPO skip the
                       re-scoring forward when both distributions are the same.
+    tokens: FloatTensor [B, N_tok, D] or None  the task's tubelet embedding X the sampler read
+            (``model.embedding=shared``); the trainer hands it to the task as ``tokens=`` so that
+            the clip is embedded once and both losses reach the same Conv3d.
     """
 
     gazes: Gazes
     scores: GazeScores | None = None
     budget: Budget | None = None
     sample_log_probs: Tensor | None = None
+    tokens: Tensor | None = None
 
 
 @dataclass
@@ -251,7 +255,10 @@ class AlgorithmOutput:
 
     loss:    FloatTensor [B]  per-rollout loss; the trainer takes the mean.
     metrics: name -> scalar tensor, logged under ``train/``.
+    record:  detached data the algorithm keeps past the step (TATS: the PPO episodes of this
+             micro-batch); the trainer returns it from ``optimizer_step`` and never reads it.
     """
 
     loss: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    record: object = None

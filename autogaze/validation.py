@@ -36,9 +36,12 @@ def validate(trainer, loader) -> dict[str, float]:
                 continue
             batch = batch.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                budget = model.sample_budget(batch.video, training=False)
-                rollout = model.generate(batch.video, budget)
-                out = task(batch.video_for_task, rollout.gazes)
+                # Set samplers with model.embedding=shared read the task's tubelet embedding X.
+                shared = {"tokens": task.embed_tokens(batch.video_for_task)} \
+                    if getattr(model, "uses_task_tokens", False) else {}
+                budget = model.sample_budget(batch.video, training=False, **shared)
+                rollout = model.generate(batch.video, budget, **shared)
+                out = task(batch.video_for_task, rollout.gazes, **shared)
             B = batch.batch_size
             real = (~rollout.gazes.is_padded).sum(1).float()  # [B]
             metrics = dict(out.metrics, loss=out.loss.float().mean(),

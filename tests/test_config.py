@@ -68,7 +68,7 @@ def test_upstream_plus_syntax_for_hidden_trainer_keys():
 
 @pytest.mark.parametrize("override,key", [
     ("trainer.lr_schedule=cosine", "trainer.lr_schedule"),
-    ("trainer.optimizer=adamw", "trainer.optimizer"),
+    ("trainer.optimizer=lamb", "trainer.optimizer"),  # adam | adamw | sgd
     ("task.scales=32+64+112", "task.scales"),
     ("trainer.precision=fp16", "trainer.precision"),
     ("+trainer.bach_size=3", "trainer.bach_size"),
@@ -101,9 +101,9 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
     import sys
 
     p = subprocess.run([sys.executable, "-m", "autogaze.train", "--config-name",
-                        "video_folder_video_mae_reconstruction_ar_gaze_ntp", "trainer.optimizer=adamw"],
+                        "video_folder_video_mae_reconstruction_ar_gaze_ntp", "trainer.optimizer=lamb"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert p.returncode == 2
-    assert "trainer.optimizer='adamw'" in p.stderr and "Traceback" not in p.stderr
+    assert "trainer.optimizer='lamb'" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "exps").exists()  # nothing was created

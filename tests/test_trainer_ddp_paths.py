@@ -1,6 +1,9 @@
 """Trainer paths under 2-process DDP (gloo, CPU) that have no test elsewhere (issue 14, section 4).
 
 * GRPO on 2 ranks x micro-batch 2 equals 1 process x micro-batch 2 x 2 accumulation steps.
+* So do TATS's PPO (an MAE step, then 2 PPO epochs over each rank's own memory) and AdaMAE's joint
+  step, on the real tube VideoMAE and samplers at a tiny size; both modules are trained (two DDP
+  wrappers), with AdamW and separate learning rates.
 * A micro-batch whose clips are all undecodable on one rank: that rank replays its previous batch at
   weight 0 so that both ranks join the gradient all-reduce; the step completes on both ranks, the
   skipped clips are counted, and the parameters equal a single-process step in which that
@@ -22,7 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from autogaze.algorithms import GRPO, NTP
+from autogaze.algorithms import GRPO, NTP, AdaMAEAlgorithm, TATSPPO
 from autogaze.config import LoggerConfig, TempScheduleConfig, TrainerConfig
 from autogaze.trainer import Trainer
 from autogaze.types import Batch, Budget, GazeRollout, Gazes
@@ -31,6 +34,7 @@ from autogaze.utils.metric_logger import MetricLogger
 from autogaze.utils.sampler import ResumableDistributedSampler
 from tests.doubles import P, DoubleDataset, DoubleGazeModel, DoubleTask
 from tests.doubles_grpo import ClipDataset, RewardDoubleTask, SamplingGazeModel
+from tests.doubles_tokens import SAMPLER_KEYS, ClipSeededAdaMAE, ClipSeededTATS, clips, make_task, make_token_trainer
 
 WORLD = 2
 SEED = 5
@@ -104,6 +108,17 @@ def _trainer(info: DistInfo, exp: Path, kind: str, bad_rank: int | None = None) 
     common = dict(optimizer="sgd", lr_schedule="constant", n_epochs=1, num_workers=0, device="cpu",
                   train_task=False, val_nsteps=1000, save_nsteps=1000, visualize_every=0, seed=SEED)
     log = MetricLogger(LoggerConfig(), exp, "t", {}, info.is_main)
+    if kind in ("tats_ppo", "adamae"):
+        # global batch 4: 2 ranks x micro 2, or 1 rank x micro 2 x acc 2; warm-up off (its random masks
+        # come from each rank's RNG stream); the clip-seeded samplers draw the same sets in both layouts
+        if kind == "tats_ppo":
+            model = ClipSeededTATS.from_config(SAMPLER_KEYS)
+            alg = TATSPPO.from_config({"warmup_steps": 0, "update_steps_ppo": 2})
+        else:
+            model = ClipSeededAdaMAE.from_config({**SAMPLER_KEYS, "dropout": 0.0})
+            alg = AdaMAEAlgorithm.from_config({"sampler_loss_weight": 1e-2})
+        return make_token_trainer(exp, model, make_task(), alg, clips(8), info, batch_size=4, lr=1e-3, gaze_lr=1e-2,
+                                  weight_decay=0.05, seed=SEED)
     if kind == "grpo":
         # global batch 4: 2 ranks x micro 2, or 1 rank x micro 2 x acc 2; Adam, decaying temperature
         cfg = TrainerConfig(batch_size=4, per_gpu_max_batch_size=2, detach_task=True,
@@ -134,21 +149,25 @@ def _params(t: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in t.gaze_model.state_dict().items()}
 
 
+def _task_params(t: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in t.task.state_dict().items()}
+
+
 def _worker(rank: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=30))
     info = DistInfo(rank, rank, WORLD, torch.device("cpu"))
     results = {}
-    scenarios = [("grpo", None), ("replay", 1), ("replay", 0)]
+    scenarios = [("grpo", None), ("replay", 1), ("replay", 0), ("tats_ppo", None), ("adamae", None)]
     try:
         for kind, bad_rank in scenarios:
             name = kind if bad_rank is None else f"{kind}{bad_rank}"
             try:
                 t = _trainer(info, Path(out) / name, kind, bad_rank)
-                metrics = _steps(t, GRPO_STEPS if kind == "grpo" else 1)
+                metrics = _steps(t, 1 if kind == "replay" else GRPO_STEPS)
                 results[name] = {"params": _params(t), "metrics": metrics, "state": vars(t.state).copy(),
-                                 "geom": (t.geom.micro_batch, t.geom.acc_steps)}
+                                 "geom": (t.geom.micro_batch, t.geom.acc_steps), "task": _task_params(t)}
             except Exception:
                 results[name] = {"error": traceback.format_exc()}
     finally:
@@ -252,3 +271,34 @@ def test_all_bad_micro_batch_is_replayed_at_weight_zero(ddp, tmp_path, bad_rank)
     for r in range(WORLD):
         assert res[r]["state"]["skipped_videos"] == 2, (r, res[r]["state"])
         assert res[r]["metrics"][0]["skipped_videos"] == 2.0, r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["tats_ppo", "adamae"])
+def test_token_algorithms_two_ranks_equal_one_with_accumulation(ddp, tmp_path, kind):
+    r0, r1 = _ok(ddp, kind)
+    assert r0["geom"] == r1["geom"] == (2, 1)
+    for part in ("params", "task"):                   # DDP keeps the ranks in lock-step, bit for bit
+        for k in r0[part]:
+            assert torch.equal(r0[part][k], r1[part][k]), (part, k)
+    torch.manual_seed(0)
+    single = _trainer(DistInfo(), tmp_path, kind)
+    init, init_task = _params(single), _task_params(single)
+    assert (single.geom.micro_batch, single.geom.acc_steps) == (2, 2)
+    metrics = _steps(single, GRPO_STEPS)
+    # The logit bias (actor.bias / head.bias) shifts every token's logit alike, so p does not depend on
+    # it and its gradient is 0 up to float rounding; AdamW turns that noise into steps of up to
+    # lr * noise / eps, whose sign depends on the summation order. It is left out; the gaze atol is
+    # 1e-5 because other tiny gradients (near AdamW's eps) amplify rounding the same way.
+    ddp_gaze, single_gaze = dict(r0["params"]), _params(single)
+    for k in ("actor.bias", "head.bias"):
+        ddp_gaze.pop(k, None), single_gaze.pop(k, None)
+    _assert_params_close(ddp_gaze, single_gaze, atol=1e-5)
+    _assert_params_close(r0["task"], _task_params(single), atol=1e-6)
+    assert [k for k in init if not torch.equal(init[k], r0["params"][k])]           # the sampler moved
+    assert [k for k in init_task if not torch.equal(init_task[k], r0["task"][k])]   # and the MAE
+    for m_ddp, m_single in zip(r0["metrics"], metrics):
+        assert m_ddp["grad_norm"] == pytest.approx(m_single["grad_norm"], rel=1e-5)
+        if kind == "tats_ppo":  # 2 PPO epochs of one minibatch (the whole memory) each
+            assert m_ddp["ppo_steps"] == m_single["ppo_steps"] == 2
+            assert m_ddp["ppo_grad_norm"] == pytest.approx(m_single["ppo_grad_norm"], rel=1e-5)

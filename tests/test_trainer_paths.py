@@ -41,11 +41,15 @@ from tests.test_trainer import make_trainer
 #   constant:        0.1 at every step
 #   linear:          0.1 * (1 + (0.01/0.1 - 1) * s/20) = 0.1 * (1 - 0.045 s), held at min_lr after s = 20
 #   linear_w_warmup: 0.1 * s/5 for s < 5, then 0.1 * (20 - s)/15, floored at 0 (min_lr ignored)
+#   cosine_w_warmup: 0.1 * s/5 for s < 5, then 0.01 + 0.09 * (1 + cos(pi (s - 5)/15)) / 2, held at 0.01
 STEPS = [0, 1, 4, 5, 6, 10, 19, 20, 25]
+_COS = [0.01 + 0.09 * (1 + math.cos(math.pi * k / 15)) / 2 for k in (0, 1, 5, 14, 15)]
 HAND_LR = {
     "constant": [0.1] * 9,
     "linear": [0.1, 0.0955, 0.082, 0.0775, 0.073, 0.055, 0.0145, 0.01, 0.01],
     "linear_w_warmup": [0.0, 0.02, 0.08, 0.1, 0.1 * 14 / 15, 0.1 * 10 / 15, 0.1 / 15, 0.0, 0.0],
+    # cos(0) = 1 -> 0.1; cos(pi/3) = 0.5 -> 0.0775 at s = 10; cos(pi) = -1 -> 0.01 at s = 20
+    "cosine_w_warmup": [0.0, 0.02, 0.08, *_COS, 0.01],
 }
 
 

@@ -93,6 +93,11 @@ class TokenSampler(nn.Module):
 
     # ------------------------------------------------------------------ token space
     @property
+    def uses_task_tokens(self) -> bool:
+        """True with ``embedding=shared``: callers pass ``tokens=task.embed_tokens(video_for_task)``."""
+        return self.patch_embed is None
+
+    @property
     def tokens_per_frame(self) -> int:
         return self.config.tokens_per_frame
 
