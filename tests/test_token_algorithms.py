@@ -3,14 +3,13 @@
 the memory across steps and across a kill-and-resume, AdaMAE's joint loss and its gradients."""
 from __future__ import annotations
 
-import os
-import random
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from tests.faults import fit_until_fault, seed_all
 from autogaze.algorithms import AdaMAEAlgorithm, StepInfo, TATSPPO
 from autogaze.utils.metric_logger import read_metrics
 from tests.doubles_tokens import N, SAMPLER_KEYS, changed, clips, make_adamae, make_task, make_tats, make_token_trainer, snapshot
@@ -134,16 +133,6 @@ def test_own_embedding_and_missing_critic_are_rejected_at_run_time(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- TATS resume
-class _Killed(Exception):
-    pass
-
-
-def _seed_all(s: int) -> None:
-    random.seed(s)
-    np.random.seed(s)
-    torch.manual_seed(s)
-
-
 def _resume_run(exp, model_seed=0):
     """6 steps: warm-up 1, then MAE steps with a PPO phase after every 2nd (K = 2, P_s = 2, 2
     minibatches), micro 1 x acc 2 over shuffled epochs of 8 clips; saved every step."""
@@ -157,22 +146,14 @@ def test_ppo_memory_survives_kill_and_resume_bit_identically(tmp_path, monkeypat
     """Killed right after the step-2 checkpoint, which holds one MAE step's episodes in the memory
     (the PPO phase that needs them runs in step 2), and resumed in a fresh trainer with other weights
     and a scrambled RNG: parameters, optimizer state, memory and every logged metric equal a clean run."""
-    _seed_all(0)
+    seed_all(0)
     clean = _resume_run(tmp_path / "clean")
     clean.fit()
 
     exp = tmp_path / "resumed"
-    _seed_all(0)
+    seed_all(0)
     first = _resume_run(exp)
-    monkeypatch.setenv("AUTOGAZE_FAULT_AT_STEP", "2")
-
-    def fake_kill(pid, sig):
-        raise _Killed
-
-    monkeypatch.setattr(os, "kill", fake_kill)
-    with pytest.raises(_Killed):
-        first.fit()
-    monkeypatch.undo()
+    fit_until_fault(first, 2, monkeypatch)
     forgetful = tmp_path / "forgetful"
     shutil.copytree(exp, forgetful)
     saved = torch.load(exp / "checkpoint_latest_train.pt", weights_only=False)
@@ -180,7 +161,7 @@ def test_ppo_memory_survives_kill_and_resume_bit_identically(tmp_path, monkeypat
     memory = saved["algorithm"][0]["memory"]
     assert memory["mae_steps"] == 1 and len(memory["chunks"]) == 2   # the step-1 episodes, one chunk per micro
 
-    _seed_all(12345)
+    seed_all(12345)
     second = _resume_run(exp, model_seed=777)
     second.fit()
     assert second.state.train_step == clean.state.train_step == 6
@@ -201,7 +182,7 @@ def test_ppo_memory_survives_kill_and_resume_bit_identically(tmp_path, monkeypat
 
     # negative control: the same resume without the memory trains differently from step 3 on
     monkeypatch.setattr(TATSPPO, "load_state_dict", lambda self, state: None)
-    _seed_all(12345)
+    seed_all(12345)
     _resume_run(forgetful).fit()
     assert rows(forgetful)[:2] == rows(exp)[:2] and rows(forgetful)[2] != rows(exp)[2]
 

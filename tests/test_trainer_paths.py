@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 import autogaze.checkpoint as checkpoint_mod
+from tests.faults import fit_until_fault, seed_all
 from autogaze.algorithms import GRPO, NTP
 from autogaze.config import LR_SCHEDULES, LoggerConfig, TempScheduleConfig, TrainerConfig
 from autogaze.trainer import Trainer
@@ -216,16 +216,6 @@ class RecordingClips(ClipDataset):
         return super().__getitem__(i)
 
 
-class _Killed(Exception):
-    pass
-
-
-def _seed_all(s: int) -> None:
-    random.seed(s)
-    np.random.seed(s)
-    torch.manual_seed(s)
-
-
 def _grpo_run(exp: Path, model_seed: int = 0) -> Trainer:
     """GRPO on the sampling doubles; every source of state matters: dropout and sampling draw from the
     global RNG, Adam has moments, the LR warms up then decays, the temperature decays with the step,
@@ -250,29 +240,20 @@ def test_grpo_stop_and_resume_is_bit_identical(tmp_path, monkeypatch):
     """Stopped right after the step-3 checkpoint (mid epoch 1, through the trainer's own fault hook)
     and resumed in a fresh trainer with other initial weights and a scrambled RNG, the run ends
     exactly where an uninterrupted one does."""
-    _seed_all(0)
+    seed_all(0)
     clean = _grpo_run(tmp_path / "clean")
     assert (clean.total_steps, clean.geom.acc_steps, clean.micro_per_epoch) == (6, 2, 4)
     clean.fit()
     clean_rng = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1])
 
     exp = tmp_path / "resumed"
-    _seed_all(0)
+    seed_all(0)
     first = _grpo_run(exp)
-    monkeypatch.setenv("AUTOGAZE_FAULT_AT_STEP", "3")
-
-    def fake_kill(pid, sig):
-        raise _Killed
-
-    monkeypatch.setattr(os, "kill", fake_kill)
-    with pytest.raises(_Killed):
-        first.fit()
-    monkeypatch.delenv("AUTOGAZE_FAULT_AT_STEP")
-    monkeypatch.undo()
+    fit_until_fault(first, 3, monkeypatch)
     assert torch.load(exp / "checkpoint_latest_train.pt", weights_only=False)["train_step"] == 3
     assert len(first.train_set.seen) == 3 * 4    # 3 steps x 2 micro-batches x 2 clips
 
-    _seed_all(12345)                              # only the checkpoint can restore the streams
+    seed_all(12345)                              # only the checkpoint can restore the streams
     second = _grpo_run(exp, model_seed=777)       # other initial weights: only the checkpoint restores them
     assert not torch.equal(second.gaze_model.proj.weight, first.gaze_model.proj.weight)
     second.fit()
