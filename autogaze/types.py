@@ -12,7 +12,7 @@ own frame, so they can be gathered safely; never read them without ``is_padded``
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -122,6 +122,8 @@ class GazeScores:
                                                           which are absent from the gazes).
     clip_entropy:         FloatTensor [B] or None  entropy of that distribution, -sum_j p_j log p_j.
     value:                FloatTensor [B] or None  critic estimate of the clip's reward (TATS).
+    logits:               FloatTensor [B, N, V] or None  the scored logits (masked ones when scored
+                                                          masked), only when asked (``with_logits``).
     """
 
     log_probs: Tensor
@@ -131,6 +133,7 @@ class GazeScores:
     token_log_probs: Tensor | None = None
     clip_entropy: Tensor | None = None
     value: Tensor | None = None
+    logits: Tensor | None = None
 
 
 @dataclass
@@ -147,6 +150,8 @@ class GazeRollout:
     tokens: FloatTensor [B, N_tok, D] or None  the task's tubelet embedding X the sampler read
             (``model.embedding=shared``); the trainer hands it to the task as ``tokens=`` so that
             the clip is embedded once and both losses reach the same Conv3d.
+    state: the decode state after the last frame, for streaming (``generate(..., keep_state=True)``;
+           model-specific and opaque: pass it back as ``state``); None otherwise.
     """
 
     gazes: Gazes
@@ -154,6 +159,7 @@ class GazeRollout:
     budget: Budget | None = None
     sample_log_probs: Tensor | None = None
     tokens: Tensor | None = None
+    state: Any = None
 
 
 @dataclass

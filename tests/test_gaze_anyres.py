@@ -78,7 +78,7 @@ def test_textured_object_gets_gazed_in_its_tile():
         mask[..., 69:] = (var > 1e-3).flatten(2).float()  # finest scale, 14 x 14 cells
         mask[..., 0] = (mask.sum(-1) == 0).float()  # flat tiles: one coarse gaze, kept off the finest grid
         gz = gazes_from_mask(mask)
-        return (GazeRollout(gz, budget=budget), None) if kwargs.get("return_state") else GazeRollout(gz)
+        return GazeRollout(gz, budget=budget)
 
     model.generate = texture_gazer
     out = model({"video": video}, gazing_ratio=1.0, generate_only=True, **TARGET)

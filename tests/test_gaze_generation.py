@@ -38,9 +38,8 @@ def masked_logits(model, video, gazes, temperature=1.0, top_k=0):
     embeds, mask = build_teacher_forcing_inputs(model.decoder, tokens, gazes, layout)
     hidden = model.decoder.body(embeds, mask, positions_from_mask(mask))  # every position
     src, last = read_positions(layout.gaze_pos, layout.slot_in_frame, K)
-    _, logits = score_hidden(model.decoder, hidden, src, last, gazes, layout.slot_in_frame,
-                             masked=True, temperature=temperature, top_k=top_k, return_logits=True)
-    return logits
+    return score_hidden(model.decoder, hidden, src, last, gazes, layout.slot_in_frame,
+                        masked=True, temperature=temperature, top_k=top_k, with_logits=True).logits
 
 
 def test_ids_in_range_and_no_repeats_when_sampling(model, video):

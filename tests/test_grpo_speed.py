@@ -85,7 +85,7 @@ def test_generate_and_budget_accept_precomputed_tokens():
     torch.testing.assert_close(runs[1].gazes.ids, runs[0].gazes.ids, rtol=0, atol=0)
     torch.testing.assert_close(runs[1].sample_log_probs, runs[0].sample_log_probs, rtol=0, atol=0)
     with pytest.raises(ValueError, match="streaming"):  # the conv cache is only advanced by the encoder
-        model.generate(video, budgets[0], vision_tokens=tokens, return_state=True)
+        model.generate(video, budgets[0], vision_tokens=tokens, keep_state=True)
     with pytest.raises(ValueError, match="multiple of group_size"):
         model.score(video[:5], runs[0].gazes.map(lambda t: t[:5]), group_size=G)
 

@@ -64,8 +64,9 @@ class _Runner:
         autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if self.precision == "bf16"
                     else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
-            rollout, state = self.model.generate(rows, budget, do_sample=self.do_sample, temperature=self.temperature,
-                                                 generator=self.generator, state=state, return_state=True)
+            rollout = self.model.generate(rows, budget, do_sample=self.do_sample, temperature=self.temperature,
+                                          generator=self.generator, state=state, keep_state=True)
+            state = rollout.state
         gazes = rollout.gazes if self.plan is None else self.plan.stitch(rollout.gazes)
         return split_per_frame(gazes), state
 

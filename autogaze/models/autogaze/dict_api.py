@@ -89,8 +89,9 @@ def forward_dict(model, inputs: dict, gazing_ratio=None, task_loss_requirement=N
         budget = model.sample_budget(video, training=model.training, group_size=group_size,
                                      gazing_ratio=gazing_ratio, task_loss_requirement=task_loss_requirement,
                                      generator=generator, temperature=temperature)
-        rollout, state = model.generate(video, budget, temperature=temperature, generator=generator,
-                                        state=state, return_state=True)
+        rollout = model.generate(video, budget, temperature=temperature, generator=generator, state=state,
+                                 keep_state=True)
+        state = rollout.state
         gazes = rollout.gazes
 
     log_probs = task_loss = None

@@ -130,8 +130,8 @@ class AutoGaze(PreTrainedModel):
     @torch.no_grad()
     def generate(self, video: Tensor, budget: Budget, *, temperature: float = 1.0, top_k: int | None = None,
                  do_sample: bool | None = None, generator: torch.Generator | None = None,
-                 state: DecodeState | None = None, return_state: bool = False,
-                 vision_tokens: Tensor | None = None):
+                 state: DecodeState | None = None, keep_state: bool = False,
+                 vision_tokens: Tensor | None = None) -> GazeRollout:
         """Free-running gazing -> GazeRollout (gazes, budget, sample_log_probs [B, N], scores).
 
         video [B, T, 3, H, W]; budget.max_gazes [B, T]. do_sample None -> ``self.training``.
@@ -140,7 +140,8 @@ class AutoGaze(PreTrainedModel):
         scores: GazeScores [B, N] read off the decode, no grad, entropy None: log_probs and
         task_loss_prediction equal ``score(video, gazes)`` (unmasked, temperature 1) to float
         rounding, whatever the sampling temperature, so no second pass is needed without grad.
-        With ``return_state`` also returns the DecodeState for streaming (pass it back as ``state``).
+        With ``keep_state`` the rollout also holds the DecodeState for streaming (``rollout.state``;
+        pass it back as ``state``); off by default, so a rollout does not keep the KV cache alive.
         ``vision_tokens`` [B, T, V_tok, D] (``encode_video(video)``) skips the encoder; not with
         streaming, whose conv cache only the encoder advances.
         """
@@ -150,12 +151,12 @@ class AutoGaze(PreTrainedModel):
         conv_cache = None if state is None else state.conv_cache
         if vision_tokens is None:
             vision_tokens, conv_cache = self.gazing_model.embed_video(video, conv_cache)
-        elif state is not None or return_state:
-            raise ValueError("vision_tokens cannot be combined with streaming (state / return_state)")
+        elif state is not None or keep_state:
+            raise ValueError("vision_tokens cannot be combined with streaming (state / keep_state)")
         gazes, logp, scores, state = generate_frames(self.decoder, vision_tokens, budget, sampler, state)
         state.conv_cache = conv_cache
-        rollout = GazeRollout(gazes=gazes, scores=scores, budget=budget, sample_log_probs=logp)
-        return (rollout, state) if return_state else rollout
+        return GazeRollout(gazes=gazes, scores=scores, budget=budget, sample_log_probs=logp,
+                           state=state if keep_state else None)
 
     def sample_budget(self, video: Tensor, *, training: bool, group_size: int = 1, gazing_ratio=None,
                       task_loss_requirement=None, generator: torch.Generator | None = None,

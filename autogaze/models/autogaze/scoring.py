@@ -65,14 +65,14 @@ def read_positions(gaze_pos: Tensor, slot_in_frame: Tensor, K: int) -> tuple[Ten
 
 def score_hidden(decoder, hidden: Tensor, src_rows: Tensor, last_rows: Tensor, gazes: Gazes, slot_in_frame: Tensor,
                  *, temperature: float = 1.0, masked: bool = False, top_k: int = 0,
-                 with_argmax: bool = False, return_logits: bool = False) -> GazeScores | tuple[GazeScores, Tensor]:
+                 with_argmax: bool = False, with_logits: bool = False) -> GazeScores:
     """Read the K heads off the decoder's hidden states.
 
     hidden [B, S, D] final hidden states at the read positions; src_rows [N] row of each slot's
     source in ``hidden``; last_rows [N_last] rows of the slots with r = K - 1 (see read_positions);
     gazes [B, N]; slot_in_frame [N].
     Returns GazeScores with log_probs, task_loss_prediction, entropy all [B, N] (fp32), and with
-    ``return_logits`` also the scored logits [B, N, V] (the masked ones when ``masked``). With
+    ``with_logits`` also ``logits``, the scored logits [B, N, V] (the masked ones when ``masked``). With
     ``with_argmax``, ``GazeScores.argmax_ids`` [B, N] holds the most likely frame-local id of each
     slot's scored distribution (with ``masked``: the id greedy decoding would pick after the prefix).
     Padded slots get values too (EOS scored); they are meaningless, filter with ``is_padded``.
@@ -99,5 +99,5 @@ def score_hidden(decoder, hidden: Tensor, src_rows: Tensor, last_rows: Tensor, g
     tl = tl.clone()
     tl[:, r == K - 1] = tl_last[..., 0]
     argmax = logits.argmax(-1).detach() if with_argmax else None
-    scores = GazeScores(log_probs=log_probs, task_loss_prediction=tl, entropy=entropy, argmax_ids=argmax)
-    return (scores, logits) if return_logits else scores
+    return GazeScores(log_probs=log_probs, task_loss_prediction=tl, entropy=entropy, argmax_ids=argmax,
+                      logits=logits if with_logits else None)
