@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from autogaze.types import Batch
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 #: Ratios of the default curve; with P = 20 patches per frame they are 1, 2, 3, 4, 6, 10 and 20 gazes.
 DEFAULT_RATIOS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(a.threads)
-    tune_cpu_allocator()
+    tune_cpu()
     from autogaze.evaluation.report import format_table
 
     curve, reach = evaluate_models(a.models, a.config, task_weights=a.task_weights, data_root=a.data_root,

@@ -26,7 +26,7 @@ from autogaze.inference.video_io import VideoError, probe_video
 from autogaze.models.autogaze import AutoGaze, AutoGazeImageProcessor
 from autogaze.models.autogaze.anyres import AnyResPlan
 from autogaze.utils.parsing import ConfigError, parse_int_list
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 PROG = "python -m autogaze.gaze"
 EXIT_USER_ERROR = 2  # argparse's status for bad usage; used for every user error
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse printed usage + error (status 2), or --help (status 0)
         return int(e.code or 0)
-    tune_cpu_allocator()
+    tune_cpu()
     try:
         run(args)
     except UserError as e:

@@ -25,7 +25,7 @@ from autogaze.checkpoint import load_gaze_weights
 from autogaze.config import CONFIG_DIR, ExperimentConfig, config_to_dict, parse_config
 from autogaze.utils.distributed import cleanup_distributed, init_distributed
 from autogaze.utils.metric_logger import MetricLogger, setup_logging
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 log = logging.getLogger("autogaze.train")
 
@@ -90,7 +90,7 @@ def main(cfg: DictConfig) -> None:
 
     from autogaze.utils.parsing import ConfigError
 
-    tune_cpu_allocator()
+    tune_cpu()
     try:
         run(cfg, HydraConfig.get().job.config_name or "experiment")
     except ConfigError as e:  # a user error: one line naming key, value, rule and fix; no traceback

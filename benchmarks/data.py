@@ -31,7 +31,7 @@ from autogaze.datasets.decode import load_clip
 from autogaze.datasets.synthetic import make_synthetic_dataset
 from autogaze.datasets.transforms import VideoTransform
 from autogaze.datasets.video_folder import VideoFolder
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 STEPS_S = (0.05, 0.1, 0.25, 0.5)
 BATCHES = (32, 64, 256)
@@ -64,7 +64,7 @@ def _loader(ds, collate, workers: int = 2) -> DataLoader:
 
 
 def main() -> None:
-    tune_cpu_allocator()  # as our entry points do
+    tune_cpu()  # as our entry points do
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--frames", type=int, default=16)

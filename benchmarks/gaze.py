@@ -30,7 +30,7 @@ import torch
 import autogaze.utils.linear as fast_linear
 from autogaze.models.autogaze import AutoGaze, AutoGazeConfig
 from autogaze.types import Gazes
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "upstream" / "autogaze_model"
 UPSTREAM_S = {"greedy ratio 0.1": 0.81, "train step b8": 9.3}
@@ -50,11 +50,14 @@ def load_model(device: str) -> AutoGaze:
 @contextlib.contextmanager
 def path(model: AutoGaze, fast: bool):
     """The fast path (default) or the reference path (see the module docstring)."""
-    model.decoder.fast_path, fast_linear.ENABLED = fast, fast
+    before = fast_linear.ENABLED
+    model.decoder.fast_path = fast
+    fast_linear.enable_onednn(fast and before)
     try:
         yield
     finally:
-        model.decoder.fast_path, fast_linear.ENABLED = True, True
+        model.decoder.fast_path = True
+        fast_linear.enable_onednn(before)
 
 
 def timed(fns: dict, repeats: int) -> dict:
@@ -149,7 +152,7 @@ def main() -> None:
     ap.add_argument("--cases", choices=["all", "dict"], default="all", help="dict: only the dict-call rows")
     args = ap.parse_args()
     dev = args.device
-    allocator = tune_cpu_allocator()
+    allocator = tune_cpu()
     model = load_model(dev).eval()
     P = model.tokens_per_frame
     video = torch.randn(1, 16, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(dev)

@@ -53,7 +53,7 @@ from autogaze.algorithms.base import ScoreAdapter
 from autogaze.models.autogaze import AutoGaze, AutoGazeConfig
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
 from autogaze.types import Batch
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "upstream" / "autogaze_model"
 VARIANTS = {  # name -> (video gazing ratio, tau range used by the probe)
@@ -165,7 +165,7 @@ def train_step(model, task, alg: GRPO, video: torch.Tensor, precision: str, time
 
 
 def main() -> None:
-    tune_cpu_allocator()  # as our entry points do
+    tune_cpu()  # as our entry points do
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="script,cap10,cap75")
     ap.add_argument("--dtypes", default="fp32,bf16")

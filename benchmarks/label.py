@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from autogaze.labeling import LabelBudget, clip_generator, frame_scorer, label_clip, sample_clip_budget
 from autogaze.labeling.greedy import frozen, greedy_frame
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 from label_reference import PublicForwardScorer, UncachedScorer
 
@@ -138,7 +138,7 @@ def check_small_clip(device) -> None:
 
 
 def main() -> None:
-    tune_cpu_allocator()  # as our entry points do
+    tune_cpu()  # as our entry points do
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dims", default="tiny,base", help="comma list of " + ",".join(PRESETS))

@@ -21,7 +21,7 @@ import torch
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
 from autogaze.tasks.video_mae_reconstruction.masks import block_causal_mask
 from autogaze.types import Gazes
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 SCALES, P = "32+64+112+224", 265
 PRESETS = {"tiny": "tiny", "base": "facebook/vit-mae-base", "large": "facebook/vit-mae-large"}
@@ -64,7 +64,7 @@ def time_reward(task, video, gazes, frame_ids, device, dtype, repeats: int) -> f
 
 
 def main() -> None:
-    tune_cpu_allocator()  # as our entry points do
+    tune_cpu()  # as our entry points do
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dims", default="tiny,base", help="comma list of " + ",".join(PRESETS))

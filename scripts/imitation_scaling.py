@@ -26,7 +26,7 @@ from autogaze.datasets.labels import write_labels
 from autogaze.demo import Demo, ntp_overrides, train
 from autogaze.evaluate import evaluate_models
 from autogaze.evaluation.imitation import imitation_table
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 
 def subset_labels(src: Path, n: int, out: Path) -> Path:
@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the NTP runs")
     a = p.parse_args()
     torch.set_num_threads(1)
-    tune_cpu_allocator()
+    tune_cpu()
     demo = Demo(root=a.root, data_dir=a.root / "data", seed=a.seed, extra_overrides=a.overrides)
     rows = [run_one(demo, int(n), int(s), a.seed, a.tag, a.labels) for s in a.steps.split(",") for n in a.clips.split(",")]
     out = a.root / f"imitation_scaling{a.tag}.csv"

@@ -23,7 +23,7 @@ from autogaze.demo import Demo, compose, ntp_overrides
 from autogaze.evaluation.imitation import imitation_table
 from autogaze.labeling.planted import label_folder
 from autogaze.train import run
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     torch.set_num_threads(1)
-    tune_cpu_allocator()
+    tune_cpu()
     data = a.root / "data"
     world = World(pan_fraction=0.0, num_objects=(1, 1), background_gain=a.background_gain)
     if not (data / "val").is_dir():

@@ -19,9 +19,17 @@ from autogaze.utils.runtime import tune_cpu_allocator
 needs_onednn = pytest.mark.skipif(not fast_linear._AVAILABLE, reason="torch built without oneDNN (mkldnn)")
 
 
+@pytest.fixture
+def onednn():
+    """The route as the entry points install it (tune_cpu), switched off again afterwards."""
+    fast_linear.enable_onednn()
+    yield
+    fast_linear.enable_onednn(False)
+
+
 @needs_onednn
 @pytest.mark.parametrize("bias", [True, False])
-def test_onednn_linear_values_and_grads(bias):
+def test_onednn_linear_values_and_grads(bias, onednn):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 40, 24, generator=g, requires_grad=True)
     w = torch.randn(96, 24, generator=g, requires_grad=True)
@@ -49,12 +57,12 @@ def test_linear_route_rules():
     assert not fast_linear.use_onednn(torch.randn(64, 192, dtype=torch.float64), w)  # fp32 only
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # autocast decides the kernel
-    fast_linear.ENABLED = False
+    assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # off until an entry point enables it
     try:
-        assert not fast_linear.use_onednn(torch.randn(64, 192), w)
+        assert fast_linear.enable_onednn() == fast_linear._AVAILABLE
+        assert fast_linear.use_onednn(torch.randn(64, 192), w) == fast_linear._AVAILABLE
     finally:
-        fast_linear.ENABLED = True
-    assert fast_linear.use_onednn(torch.randn(64, 192), w) == fast_linear._AVAILABLE
+        fast_linear.enable_onednn(False)
 
 
 def test_fast_path_traces_under_torch_compile(model):

@@ -135,3 +135,23 @@ def test_restart_with_other_settings_is_refused(tmp_path):
     label(out, "--limit", "1")
     with pytest.raises(ConfigError, match="other settings"):
         label(out, "--limit", "1", "--seed", "4")
+
+
+def test_manifest_written_by_concurrent_shards(tmp_path):
+    """Shards that start together each write the manifest through their own temp file; one with
+    other settings is refused even when it renames first."""
+    import multiprocessing as mp
+
+    from autogaze.labeling.shards import check_manifest
+    from autogaze.utils.parsing import ConfigError
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=check_manifest, args=(tmp_path, {"seed": 0})) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ConfigError, match="other settings"):
+        check_manifest(tmp_path, {"seed": 1})

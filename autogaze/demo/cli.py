@@ -12,7 +12,7 @@ import torch
 
 from autogaze.demo.settings import Demo, load_settings
 from autogaze.demo.stages import STAGES, run_demo
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    tune_cpu_allocator()
+    tune_cpu()
     if args.from_settings:
         demo = load_settings(args.from_settings)
     else:

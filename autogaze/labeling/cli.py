@@ -36,7 +36,7 @@ from autogaze.labeling import shards
 from autogaze.labeling.budgets import LabelBudget, clip_generator, sample_clip_budget
 from autogaze.labeling.greedy import frozen, label_clip
 from autogaze.utils.parsing import ConfigError
-from autogaze.utils.runtime import tune_cpu_allocator
+from autogaze.utils.runtime import tune_cpu
 
 log = logging.getLogger("autogaze.label")
 
@@ -231,7 +231,7 @@ def _merge_when_complete(directory: Path, keys: list[str], out: str, clip_len: i
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    tune_cpu_allocator()
+    tune_cpu()
     summary = run(parse_args(argv))
     print(json.dumps(summary))
 

@@ -32,16 +32,18 @@ def check_manifest(directory: Path, settings: dict) -> None:
     (mixing them would give a label file whose clips disagree on budgets or weights)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "manifest.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != settings:
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise ConfigError(str(path), diff, "the existing part files were made with other settings",
-                              f"rerun with the same settings, or delete {directory} to start over")
-        return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    if not path.exists():
+        # Shards start together and may all get here: each writes its own temp file (a shared
+        # name made one shard's rename fail), and the check below catches a shard whose settings
+        # differ from the one that renamed last.
+        tmp = directory / f"manifest.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    old = json.loads(path.read_text())
+    if old != settings:
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        raise ConfigError(str(path), diff, "the existing part files were made with other settings",
+                          f"rerun with the same settings, or delete {directory} to start over")
 
 
 def read_parts(directory: Path) -> dict[str, dict]:

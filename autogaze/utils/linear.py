@@ -9,7 +9,9 @@ fp32 products (a different summation order: differences at the 1e-7 level, like 
 Used only where it is known to help: CPU, fp32, autocast off, and at least ``MIN_OUTPUTS`` output
 values (rows x out_features; below that oneDNN's fixed cost per call loses to MKL, measured from
 1 to 10 rows). Everything else, CUDA included, is plain ``F.linear``.
-Set ``autogaze.utils.linear.ENABLED = False`` to compare (benchmarks/gaze.py does, side by side).
+Off in library use: importing autogaze changes no kernel. Our entry points turn it on
+(``autogaze.utils.runtime.tune_cpu``, like the allocator tuning); so can a user with
+``enable_onednn()``. benchmarks/gaze.py times it on and off, side by side.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ENABLED = True
+ENABLED = False  # set by enable_onednn (entry points); read by use_onednn
 MIN_OUTPUTS = 2560
 
 
@@ -58,6 +60,14 @@ class _OneDNNLinear(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = g2.sum(0)
         return grad_x, grad_w, grad_b
+
+
+def enable_onednn(on: bool = True) -> bool:
+    """Route eligible fp32 CPU products through oneDNN (``on``) or back to ``F.linear``. Returns
+    whether the route is now in effect (False where this torch build lacks the oneDNN op)."""
+    global ENABLED
+    ENABLED = bool(on) and _AVAILABLE
+    return ENABLED
 
 
 def use_onednn(x: Tensor, weight: Tensor) -> bool:
