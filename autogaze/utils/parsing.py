@@ -88,3 +88,12 @@ def check_keys(prefix: str, given: Iterable[str], known: Iterable[str]) -> None:
             close = difflib.get_close_matches(k, known, n=1)
             hint = f"did you mean {prefix}.{close[0]}?" if close else f"valid keys: {sorted(known)}"
             raise ConfigError(f"{prefix}.{k}", "<unknown key>", "no such config key", hint)
+
+
+def parse_single_scale(key: str, value, what: str) -> int:
+    """One frame side from a scales value (``224``, ``"224"`` or ``[224]``); ``what`` names the
+    module that takes a single size, for the error."""
+    sides = parse_int_list(key, value)
+    if len(sides) != 1:
+        raise ConfigError(key, value, f"{what} takes one frame size", f"give one value, e.g. {key}=224")
+    return sides[0]

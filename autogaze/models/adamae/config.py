@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_int_list
+from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_single_scale
 
 GEOMETRY = {"tiny": dict(image_size=64, max_num_frames=8, patch_size=8, tubelet_size=2),
             "base": dict(image_size=224, max_num_frames=16, patch_size=16, tubelet_size=2)}
@@ -84,11 +84,7 @@ def parse_sampler_config(cls: type, cfg: Any, presets: dict[str, dict], defaults
     preset = check_choice("model.preset", cfg.get("preset", "tiny"), list(presets))
     values = {**(defaults or {}), **presets[preset]}
     if cfg.get("scales") is not None:
-        sides = parse_int_list("model.scales", cfg["scales"])
-        if len(sides) != 1:
-            raise ConfigError("model.scales", cfg["scales"], "a token sampler takes one frame size",
-                              "give one value, e.g. model.scales=224")
-        values["image_size"] = sides[0]
+        values["image_size"] = parse_single_scale("model.scales", cfg["scales"], "a token sampler")
     values.update({k: cfg[k] for k in names if cfg.get(k) is not None})
     for k in ("max_num_frames", "patch_size", "tubelet_size", "hidden_size", "num_attention_heads",
               "intermediate_size"):

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from transformers import VideoMAEConfig
 
 from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
-from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_int_list
+from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_single_scale
 
 
 # Dimensions only; weights come from ``trainer.task_weights`` (or start random, as in pre-training).
@@ -110,11 +110,7 @@ def parse_task_config(cfg: Any) -> TubeMAEConfig:
     preset = check_choice("task.preset", cfg.get("preset", "tiny"), list(PRESETS))
     dims = dict(PRESETS[preset])
     if cfg.get("scales") is not None:
-        sides = parse_int_list("task.scales", cfg["scales"])
-        if len(sides) != 1:
-            raise ConfigError("task.scales", cfg["scales"], "the tube MAE takes one frame size",
-                              "give one value, e.g. task.scales=224")
-        dims["image_size"] = sides[0]
+        dims["image_size"] = parse_single_scale("task.scales", cfg["scales"], "the tube MAE")
     for k in INT_KEYS:
         if cfg.get(k) is not None:
             v = cfg[k]
