@@ -57,7 +57,7 @@ class UncachedScorer:
         self.task, self.mae, self.t, self.P, self.device = task, task.mae, t, task.tokens_per_frame, video.device
         with torch.inference_mode():
             self.tokens = self.mae.vit.embeddings(video[None, : t + 1]).flatten(1, 2)  # [1, (t+1)*P, D]
-        self.target_patches = _patchify(video[t], self.mae.config.patch_size)[None, None]  # [1, 1, K, p*p*3]
+        self.target_patches = self.mae.patchify(video[t])[None, None]  # [1, 1, K, p*p*3]
         self.gazes = _RowGazes(task, t, context, video.device)
         self.frame_ids = torch.tensor([t], device=video.device)
 
@@ -72,9 +72,3 @@ class UncachedScorer:
         patches = mae.forward_decoder(latent, g, self.frame_ids, self.t + 1)  # [C, 1, K, p*p*3]
         return (patches - self.target_patches).abs().mean((-1, -2))[:, 0].float()
 
-
-def _patchify(frame: Tensor, p: int) -> Tensor:
-    """[3, S, S] -> [K, p*p*3] in the MAE's patch layout."""
-    C, H, W = frame.shape
-    x = frame.reshape(C, H // p, p, W // p, p).permute(1, 3, 2, 4, 0)
-    return x.reshape((H // p) * (W // p), p * p * C)

@@ -105,7 +105,7 @@ class FrameScorer:
         self.K = mae.num_output_patches
         self.device = cache.tokens.device
         self.target = cache.video[None, t:t + 1]  # [1, 1, 3, S, S]
-        self.target_minus_bias = self._patchify(cache.video[t]) - dec.decoder_pred.bias.detach()  # [K, p*p*3]
+        self.target_minus_bias = mae.patchify(cache.video[t]) - dec.decoder_pred.bias.detach()  # [K, p*p*3]
         with torch.inference_mode(), cache.autocast:
             # Frame t's decoder grid before any gaze: mask tokens at every position.
             grid = dec.mask_token[0].to(cache.tokens.dtype) + cache.pos_rows.to(cache.tokens.dtype)  # [P, Dd]
@@ -135,14 +135,6 @@ class FrameScorer:
                 recon = mae.unpatchify(dec.decoder_pred(out)[:, None])  # [C, 1, 3, S, S]
                 loss = c.task.compute_loss(recon, self.target.expand_as(recon))[:, 0]  # [C]
         return loss.float()
-
-    def _patchify(self, frame: Tensor) -> Tensor:
-        """[3, S, S] -> [K, p*p*3], the inverse of ``MultiScaleViTMAE.unpatchify`` (row-major patches,
-        (row, col, channel) inside a patch)."""
-        p = self.cache.mae.config.patch_size
-        C, H, W = frame.shape
-        x = frame.reshape(C, H // p, p, W // p, p).permute(1, 3, 2, 4, 0)  # [h, w, p, p, C]
-        return x.reshape((H // p) * (W // p), p * p * C)
 
 
 def frame_scorer(task, video: Tensor, t: int, context: list[list[int]], precision: str = "fp32") -> FrameScorer:

@@ -128,6 +128,14 @@ class MultiScaleViTMAE(ViTMAEPreTrainedModel):
         out = seq[:, -F_ * P:].reshape(B, F_, P, Dd)[:, :, P - K:]  # largest scale = last K ids
         return dec.decoder_pred(dec.decoder_norm(out))  # [B, F, K, p*p*3]
 
+    def patchify(self, frame: Tensor) -> Tensor:
+        """[C, H, W] -> [h*w, p*p*C], the inverse of ``unpatchify`` for one frame (row-major patches,
+        (row, col, channel) inside a patch)."""
+        p = self.config.patch_size
+        C, H, W = frame.shape
+        x = frame.reshape(C, H // p, p, W // p, p).permute(1, 3, 2, 4, 0)  # [h, w, p, p, C]
+        return x.reshape((H // p) * (W // p), p * p * C)
+
     def unpatchify(self, patches: Tensor) -> Tensor:
         """[B, F, h*w, p*p*C] -> [B, F, C, h*p, w*p]; the patch vector is laid out (row, col, channel)
         as in HF ViT-MAE's ``patchify``."""
