@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from autogaze.demo.settings import Demo, load_settings
+from autogaze.demo.settings import PRESETS, Demo, claim_root, load_settings, preset
 from autogaze.demo.stages import STAGES, run_demo
 from autogaze.utils.runtime import tune_cpu
 
@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (1 is fastest here)")
     p.add_argument("--procs", type=int, default=Demo.procs,
                    help="processes for the labeller shards and the two GRPO runs (default 2: both cores)")
+    p.add_argument("--preset", default="demo", choices=sorted(PRESETS),
+                   help="sizes: demo (default, about 7 minutes: 8 frames of 64 px, 20 patches per frame) or "
+                        "proof (about 75 minutes: 16 frames of 128 px, scales 32+64+128, 84 patches per frame)")
     p.add_argument("--only", nargs="*", help="run only these stages: " + " ".join(s.name for s in STAGES))
     p.add_argument("--data-root", type=Path, help="train/ and val/ folders of .mp4s, or any folder of videos")
     p.add_argument("--real-videos", type=Path, help="folder of real videos (default ROOT/data/real_videos)")
@@ -38,8 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.from_settings:
         demo = load_settings(args.from_settings)
     else:
-        demo = Demo(root=Path(args.root), seed=args.seed, procs=args.procs, extra_overrides=list(args.overrides),
-                    data_dir=args.data_root, real_videos=args.real_videos)
+        demo = preset(args.preset, root=Path(args.root), seed=args.seed, procs=args.procs,
+                      extra_overrides=list(args.overrides), data_dir=args.data_root, real_videos=args.real_videos)
+        claim_root(demo)
     t0 = time.perf_counter()
     timings = run_demo(demo, args.only)
     if (demo.exps / "demo_summary.txt").exists() and not args.from_settings:

@@ -49,6 +49,7 @@ class Demo:
     curve_ratios: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)  # 1, 2, 4, 6, 10 gazes per frame
     thresholds: tuple[float, ...] = ()    # Table 3 losses; () = the random baseline's loss at eval_ratio
     taus: tuple[float, ...] = (1.05, 1.0, 0.95, 0.9)  # adaptive stopping: task-loss requirements tried
+    preset: str = "demo"                  # the PRESETS entry these sizes came from (recorded, not read)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -90,6 +91,25 @@ class Demo:
         return self.exps / "demo_mae" / "checkpoint_latest_task.pt"
 
 
+# Named sizes for ``python -m autogaze.demo --preset NAME``: each entry overrides Demo's defaults.
+# "proof" is the geometry where the policy has room to matter (16 frames, 3 scales, 84 patches per
+# frame), sized to fit about 75 minutes on 2 cores: the labeller dominates (about 1.6 s per clip
+# per core at the paper's budgets), so it labels 2048 clips instead of 3072, and the per-step cost
+# of NTP (about 0.85 s) and GRPO (about 3.5 s) sets their step counts.
+PRESETS: dict[str, dict[str, object]] = {
+    "demo": {},
+    "proof": dict(n_train=2048, clip_len=16, frame_size=128, scales="32+64+128",
+                  mae_steps=1000, ntp_steps=1500, grpo_steps=200),
+}
+
+
+def preset(name: str, **fields) -> Demo:
+    """A Demo with the sizes of ``PRESETS[name]``; ``fields`` (root, seed, ...) go on top."""
+    if name not in PRESETS:
+        raise ValueError(f"--preset {name!r}: unknown preset; choose one of {sorted(PRESETS)}")
+    return Demo(**{**PRESETS[name], **fields, "preset": name})
+
+
 def settings_argv(demo: Demo) -> list[str]:
     """Write ``demo`` to ``exps/demo_settings.json``; the arguments that rebuild it in a child process."""
     path = demo.exps / "demo_settings.json"
@@ -97,6 +117,27 @@ def settings_argv(demo: Demo) -> list[str]:
     raw = {f.name: getattr(demo, f.name) for f in dataclasses.fields(demo)}
     path.write_text(json.dumps(raw, default=str, indent=1))
     return ["--from-settings", str(path)]
+
+
+# fields that may differ between two runs into one root: where things are, and how many processes
+_NOT_SIZES = ("root", "procs", "real_videos")
+
+
+def claim_root(demo: Demo) -> None:
+    """Record ``demo``'s settings under its root, or refuse if the root holds another run's outputs.
+
+    Stages skip what exists, so a second run with other sizes (``--preset proof`` into a root that
+    ``make demo`` filled, or another seed) would silently mix the two runs' data and models.
+    """
+    path = demo.exps / "demo_settings.json"
+    if path.is_file():
+        old = load_settings(path)
+        diff = [f"{k}: {getattr(old, k)!r} -> {getattr(demo, k)!r}" for k in (f.name for f in dataclasses.fields(Demo))
+                if k not in _NOT_SIZES and getattr(old, k) != getattr(demo, k)]
+        if diff:
+            raise ValueError(f"--root {demo.root}: it holds a demo run with other settings ({'; '.join(diff)}); "
+                             "its stages would be reused. Use another --root, or the same preset, seed and overrides.")
+    settings_argv(demo)
 
 
 def load_settings(path: str | Path) -> Demo:
@@ -107,4 +148,5 @@ def load_settings(path: str | Path) -> Demo:
     for f in dataclasses.fields(Demo):
         if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":
             raw[f.name] = tuple(raw[f.name])
-    return Demo(**raw)
+    known = {f.name for f in dataclasses.fields(Demo)}
+    return Demo(**{k: v for k, v in raw.items() if k in known})

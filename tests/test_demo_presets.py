@@ -1,0 +1,45 @@
+"""The demo's named sizes (``--preset``) and the guard that keeps two runs out of one root."""
+from __future__ import annotations
+
+import pytest
+
+from autogaze.build import build_gaze_model, build_task, validate_components
+from autogaze.config import parse_config
+from autogaze.demo import compose, grpo_overrides, ntp_overrides
+from autogaze.demo.settings import PRESETS, Demo, claim_root, load_settings, preset
+from autogaze.demo.stages import GRPO_CONFIG
+
+
+def test_proof_preset_has_the_geometry_where_gaze_matters(tmp_path):
+    demo = preset("proof", root=tmp_path, seed=2)
+    assert (demo.clip_len, demo.frame_size, demo.scales) == (16, 128, "32+64+128")
+    assert demo.tokens_per_frame == 4 + 16 + 64 and len(demo.scales.split("+")) >= 3
+    assert demo.seed == 2 and demo.preset == "proof"
+    assert preset("demo", root=tmp_path) == Demo(root=tmp_path)  # the default sizes are the demo's
+
+
+def test_unknown_preset_names_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset.*demo.*proof"):
+        preset("huge", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_composes_valid_ntp_and_grpo_experiments(tmp_path, name):
+    demo = preset(name, root=tmp_path)
+    for config, overrides in (("video_folder_video_mae_reconstruction_ar_gaze_ntp", ntp_overrides(demo)),
+                              (GRPO_CONFIG, grpo_overrides(demo, None))):
+        exp = parse_config(compose(config, overrides), config)  # fails on any inconsistent key
+        validate_components(exp)
+        model, task = build_gaze_model(exp), build_task(exp)
+        assert exp.dataset["clip_len"] == demo.clip_len
+        assert model.config.num_vision_tokens_each_frame == task.tokens_per_frame == demo.tokens_per_frame
+
+
+def test_a_root_refuses_a_run_with_other_sizes(tmp_path):
+    claim_root(preset("demo", root=tmp_path))
+    claim_root(preset("demo", root=tmp_path, procs=1))  # processes may differ between runs
+    assert load_settings(tmp_path / "exps" / "demo_settings.json").preset == "demo"
+    with pytest.raises(ValueError, match=r"clip_len: 8 -> 16.*Use another --root"):
+        claim_root(preset("proof", root=tmp_path))
+    with pytest.raises(ValueError, match="seed: 0 -> 1"):
+        claim_root(preset("demo", root=tmp_path, seed=1))
