@@ -35,6 +35,35 @@ def test_preprocessing_matches_upstream_fixture(reference):
     assert err <= 1e-5, err
 
 
+@pytest.mark.parametrize("hw", [(64, 64), (20, 20), (32, 32), (48, 80), (81, 47)])
+@pytest.mark.parametrize("norm", [{}, {"offset": False, "rescale_factor": 1 / 255, "image_mean": [0.5] * 3,
+                                       "image_std": [0.5] * 3}, {"do_normalize": False}])
+def test_processor_equals_video_transform(hw, norm):
+    """The model's processor and the training transform give the same tensor, bit for bit, where
+    their settings coincide: bilinear, no crop, and a long edge both size rules agree on (the
+    processor truncates it as transformers does, VideoTransform rounds; square frames always agree)."""
+    from autogaze.datasets.transforms import shortest_edge_size
+    from autogaze.models.autogaze import AutoGazeImageProcessor
+
+    frames = torch.randint(0, 256, (3, *hw, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    proc = AutoGazeImageProcessor(size={"shortest_edge": 32}, **norm)
+    transform = VideoTransform.from_preprocessing(proc.to_dict())
+    assert shortest_edge_size(*hw, 32, long_edge=int) == shortest_edge_size(*hw, 32, long_edge=round)
+    ours = proc(frames)["pixel_values"][0]
+    assert ours.shape[-2:] == transform.output_size(*hw)
+    assert torch.equal(ours, transform(frames.permute(0, 3, 1, 2)))
+    assert torch.equal(proc(frames.float())["pixel_values"][0],  # float frames: same resize, no lookup table
+                       transform.normalize(transform.resize(frames.permute(0, 3, 1, 2).float())))
+
+
+def test_size_rules_differ_only_in_rounding():
+    from autogaze.datasets.transforms import shortest_edge_size
+
+    assert shortest_edge_size(300, 451, 224, long_edge=int) == (224, 336)  # 336.75 truncated (transformers)
+    assert shortest_edge_size(300, 451, 224, long_edge=round) == (224, 337)  # rounded (VideoTransform)
+    assert shortest_edge_size(451, 300, 224, long_edge=int) == (336, 224)
+
+
 def test_inverse_transform_round_trip():
     t = VideoTransform(shortest_edge=8)
     x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)

@@ -3,6 +3,8 @@
 ``VideoTransform`` reproduces upstream's image-processor pipeline bit for bit (max error 1e-6 on the
 fixture): resize the shortest edge with antialiased bilinear interpolation *on uint8* (what PIL does,
 including its rounding to uint8), then ``x * rescale_factor - 1`` ("offset") and ImageNet mean/std.
+``shortest_edge_size`` and ``resize_frames`` are the one resize of the package: the model's
+``AutoGazeImageProcessor`` and the inference frame preparation call them (and ``normalize``) too.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD, VIVIT_RESCALE
 from autogaze.utils.parsing import ConfigError, check_keys
 
 #: Keys of the model yaml's ``preprocessing`` block and of an HF preprocessor_config.json.
@@ -30,7 +32,7 @@ class VideoTransform:
     shortest_edge: int = 224
     do_resize: bool = True
     do_rescale: bool = True
-    rescale_factor: float = 1 / 127.5
+    rescale_factor: float = VIVIT_RESCALE
     offset: bool = True                 # x * rescale_factor - 1: [0, 255] -> [-1, 1]
     do_normalize: bool = True
     image_mean: tuple[float, ...] = IMAGENET_MEAN
@@ -82,15 +84,11 @@ class VideoTransform:
     def _resized_size(self, height: int, width: int, size: tuple[int, int] | None) -> tuple[int, int]:
         if size is not None:
             return int(size[0]), int(size[1])
-        s = self.shortest_edge
-        return (s, max(1, round(width * s / height))) if height <= width else (max(1, round(height * s / width)), s)
+        return shortest_edge_size(height, width, self.shortest_edge, long_edge=round)
 
     def resize(self, frames: Tensor, size: tuple[int, int] | None = None) -> Tensor:
         """uint8 [T, 3, H, W] -> uint8 [T, 3, H', W'] (shortest edge = ``shortest_edge``, or ``size``)."""
-        size = self._resized_size(*frames.shape[-2:], size)
-        if tuple(frames.shape[-2:]) == tuple(size):
-            return frames
-        return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return resize_frames(frames, self._resized_size(*frames.shape[-2:], size))
 
     def normalize(self, frames: Tensor) -> Tensor:
         """uint8 (or float in [0, 255]) [T, 3, H, W] -> float32 [T, 3, H, W], on ``frames.device``.
@@ -135,6 +133,37 @@ class VideoTransform:
         if self.do_rescale:
             y = (y + (1.0 if self.offset else 0.0)) / (self.rescale_factor * 255)
         return y.clamp(0, 1)
+
+
+def shortest_edge_size(height: int, width: int, edge: int, long_edge=round) -> tuple[int, int]:
+    """(H', W') with the shorter side ``edge`` and the aspect ratio kept.
+
+    ``long_edge`` turns the exact long side into pixels. Two rules are in use and both are kept,
+    because each side's outputs are pinned: ``round`` (VideoTransform, the training data) and
+    ``int``, truncation (transformers' image processors, so AutoGazeImageProcessor and upstream's
+    QUICK_START). They agree on square frames, which is all that training sees (``center_square``).
+    """
+    if height <= width:
+        return edge, max(1, long_edge(width * edge / height))
+    return max(1, long_edge(height * edge / width)), edge
+
+
+def resize_frames(frames: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """[T, C, H, W] -> [T, C, *size], antialiased, unchanged (the same tensor) when already that size.
+
+    uint8 bilinear runs torch's uint8 kernel, which rounds like PIL (the pipeline's bit-exact path;
+    ``aa_resize`` re-does it for other devices). Other modes (bicubic) have no uint8 kernel: uint8
+    then goes through float32 and is rounded back. Float input stays in its dtype, other integer
+    dtypes become float32.
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(frames.shape[-2:]) == size:
+        return frames
+    if frames.dtype == torch.uint8 and mode == "bilinear":
+        return F.interpolate(frames, size=size, mode=mode, antialias=True, align_corners=False)
+    x = frames if frames.is_floating_point() else frames.float()
+    y = F.interpolate(x, size=size, mode=mode, antialias=True, align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8) if frames.dtype == torch.uint8 else y
 
 
 @functools.lru_cache(maxsize=64)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from autogaze.datasets.transforms import resize_frames, shortest_edge_size
 from autogaze.models.autogaze import AutoGazeImageProcessor
 
 RESIZE_MODES = ("crop", "squash")
@@ -48,8 +48,8 @@ class FrameGeometry:
             raise ValueError(f"resize mode {mode!r} is not one of {RESIZE_MODES}")
         if mode == "squash":
             return cls(height, width, side, mode, side, side, 0, 0)
-        # Same arithmetic as AutoGazeImageProcessor._resize / _center_crop.
-        rh, rw = (side, int(side * width / height)) if height <= width else (int(side * height / width), side)
+        # The processor's own size rule (its _resize), and the arithmetic of its _center_crop.
+        rh, rw = shortest_edge_size(height, width, side, long_edge=int)
         return cls(height, width, side, mode, rh, rw, (rh - side) // 2, (rw - side) // 2)
 
     def to_original(self, boxes: np.ndarray) -> np.ndarray:
@@ -84,8 +84,8 @@ class FramePreparer:
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W] uint8
         S = self.geometry.side
         if self.geometry.mode == "squash" and video.shape[-2:] != (S, S):
-            # uint8 in, uint8 out, like the processor's own resize (rounds like PIL).
-            video = F.interpolate(video, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+            # uint8 in, uint8 out, the processor's own resize (rounds like PIL).
+            video = resize_frames(video, (S, S))
         x = self.processor.preprocess_video(video)  # [T, 3, S, S] float32
         if tuple(x.shape[-2:]) != (S, S):
             raise AssertionError(f"processor gave {tuple(x.shape)}, expected side {S} (geometry {self.geometry})")

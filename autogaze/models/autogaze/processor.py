@@ -3,6 +3,9 @@
 Order: shortest-edge resize (bilinear, antialiased, in uint8 so it rounds like PIL), optional centre
 crop, ``x * rescale_factor - 1`` (offset), then ImageNet mean/std on the [-1, 1] values (unusual,
 but the released weights expect it). Reads and writes upstream's preprocessor_config.json keys.
+The resize and the normalisation are the training pipeline's (``autogaze.datasets.transforms``),
+so the model sees the same pixels at inference as in training; what stays here is the
+transformers-facing part: input parsing, the long-edge truncation rule, bicubic, the centre crop.
 """
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
+from autogaze.datasets.transforms import VideoTransform, resize_frames, shortest_edge_size
+from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD, VIVIT_RESCALE
 
 _MODES = {2: "bilinear", 3: "bicubic"}  # PIL resample codes -> torch modes
 
@@ -53,7 +56,7 @@ class AutoGazeImageProcessor(BaseImageProcessor):
 
     def __init__(self, do_resize: bool = True, size: dict | None = None, resample: int = 2,
                  do_center_crop: bool = False, crop_size: dict | None = None, do_rescale: bool = True,
-                 rescale_factor: float = 1 / 127.5, offset: bool = True, do_normalize: bool = True,
+                 rescale_factor: float = VIVIT_RESCALE, offset: bool = True, do_normalize: bool = True,
                  image_mean: list[float] | None = None, image_std: list[float] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.do_resize = do_resize
@@ -82,17 +85,10 @@ class AutoGazeImageProcessor(BaseImageProcessor):
         return cls(**cfg)
 
     def _resize(self, v: torch.Tensor) -> torch.Tensor:
-        """[T, 3, H, W] -> shortest edge = size['shortest_edge'], long edge int(S * long / short)."""
-        S = self.size["shortest_edge"]
-        H, W = v.shape[-2:]
-        out = (S, int(S * W / H)) if H <= W else (int(S * H / W), S)
-        if out == (H, W):
-            return v
-        mode = _MODES.get(self.resample, "bilinear")
-        if v.dtype == torch.uint8 and mode == "bilinear":
-            return F.interpolate(v, size=out, mode=mode, antialias=True, align_corners=False)
-        y = F.interpolate(v.float(), size=out, mode=mode, antialias=True, align_corners=False)
-        return y.round().clamp(0, 255).to(torch.uint8) if v.dtype == torch.uint8 else y
+        """[T, 3, H, W] -> shortest edge = size['shortest_edge'], long edge int(S * long / short)
+        (transformers' truncation). uint8 stays uint8; anything else is resized in float32."""
+        out = shortest_edge_size(*v.shape[-2:], self.size["shortest_edge"], long_edge=int)
+        return resize_frames(v if v.dtype == torch.uint8 else v.float(), out, _MODES.get(self.resample, "bilinear"))
 
     def _center_crop(self, v: torch.Tensor) -> torch.Tensor:
         ch, cw = self.crop_size["height"], self.crop_size["width"]
@@ -106,16 +102,15 @@ class AutoGazeImageProcessor(BaseImageProcessor):
             video = self._resize(video)
         if self.do_center_crop:
             video = self._center_crop(video)
-        x = video.float()
-        if self.do_rescale:
-            x = x * self.rescale_factor
-            if self.offset:
-                x = x - 1
-        if self.do_normalize:
-            mean = torch.tensor(self.image_mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            std = torch.tensor(self.image_std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-            x = (x - mean) / std
-        return x
+        return self._normalization().normalize(video if video.dtype == torch.uint8 else video.float())
+
+    def _normalization(self) -> VideoTransform:
+        """This processor's rescale / offset / mean / std as the pipeline's transform. Built per call
+        because callers edit the attributes after construction (autogaze/inference)."""
+        return VideoTransform(do_resize=False, do_rescale=self.do_rescale, rescale_factor=float(self.rescale_factor),
+                              offset=self.offset, do_normalize=self.do_normalize,
+                              image_mean=tuple(float(m) for m in self.image_mean),
+                              image_std=tuple(float(m) for m in self.image_std))
 
     def preprocess(self, videos: Any, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
         """videos: frames, one video or a batch -> BatchFeature({'pixel_values': [B, T, 3, H, W]})."""
