@@ -9,11 +9,13 @@ Times, in one run and side by side (the machine may be shared; compare ratios):
   3. the same with 30% of the slots padded;
   4. the dict call ``model({"video": v}, gazing_ratio=...)`` (eval mode: scores read off the decode)
      against ``generate_only=True`` and the two-pass generate + teacher-forced score (fp32, fast path).
-Each case runs on the fast path (the default: decoder.fast_path, oneDNN linears) and on the
-reference path (each LlamaDecoderLayer's own forward with one additive mask, MKL linears),
-interleaved repeat by repeat so that a change of machine load hits both alike; in fp32 and under
-bf16 autocast; for every thread count given. The process uses the allocator setting of our entry
-points (autogaze.utils.runtime). Figures: minimum (the least disturbed run) and median.
+Each case runs on the fast path (the default ``SpeedOptions()``: packed decoder layers, the greedy
+host scan, oneDNN linears as installed by ``tune_cpu``) and on the reference path
+(``SpeedOptions.reference()``: each LlamaDecoderLayer's own forward with one additive mask, the
+head-by-head greedy loop, MKL linears), interleaved repeat by repeat so that a change of machine
+load hits both alike; in fp32 and under bf16 autocast; for every thread count given. The process
+uses the allocator setting of our entry points (autogaze.utils.runtime). Figures: minimum (the
+least disturbed run) and median.
 Reference: upstream on the 2-core CPU, 2 threads, random weights: ~0.81 s for the ratio-0.1
 gazing and ~9.3 s for the teacher-forced batch.
 """
@@ -27,8 +29,7 @@ from pathlib import Path
 
 import torch
 
-import autogaze.utils.linear as fast_linear
-from autogaze.models.autogaze import AutoGaze, AutoGazeConfig
+from autogaze.models.autogaze import AutoGaze, AutoGazeConfig, SpeedOptions, speed_options
 from autogaze.types import Gazes
 from autogaze.utils.runtime import tune_cpu
 
@@ -47,17 +48,9 @@ def load_model(device: str) -> AutoGaze:
     return AutoGaze(cfg).to(device)
 
 
-@contextlib.contextmanager
 def path(model: AutoGaze, fast: bool):
-    """The fast path (default) or the reference path (see the module docstring)."""
-    before = fast_linear.ENABLED
-    model.decoder.fast_path = fast
-    fast_linear.enable_onednn(fast and before)
-    try:
-        yield
-    finally:
-        model.decoder.fast_path = True
-        fast_linear.enable_onednn(before)
+    """The fast path (default) or the reference path (see the module docstring), restored after."""
+    return speed_options(model, SpeedOptions() if fast else SpeedOptions.reference())
 
 
 def timed(fns: dict, repeats: int) -> dict:

@@ -81,7 +81,7 @@ def test_adaptive_stop_scores_equal_teacher_forcing(spread, video, do_sample):
 
 
 def test_per_row_budgets_and_large_batch(model):
-    # 17 rows: greedy picks take the batched path (_pick_sequential) instead of the host scan.
+    # 17 rows (> SpeedOptions.greedy_host_rows): greedy picks take the batched loop, not the host scan.
     video = torch.randn(17, T, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     caps = torch.randint(1, 13, (17, T), generator=torch.Generator().manual_seed(0))
     assert_decode_scores_match(model, video, model.generate(video, Budget(caps)))

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 import autogaze.utils.linear as fast_linear
-from autogaze.models.autogaze.generation import SamplerSettings, _pick_greedy, _pick_sequential
+from autogaze.models.autogaze import SpeedOptions, speed_options
+from autogaze.models.autogaze.generation import SamplerSettings, _pick_chunk
 from autogaze.models.autogaze.layers import _fused, _rope, mlp, rope_tables
 from autogaze.models.autogaze.vision_encoder import ShallowVideoConvNet
 from autogaze.utils.runtime import tune_cpu_allocator
@@ -20,11 +21,10 @@ needs_onednn = pytest.mark.skipif(not fast_linear._AVAILABLE, reason="torch buil
 
 
 @pytest.fixture
-def onednn():
-    """The route as the entry points install it (tune_cpu), switched off again afterwards."""
-    fast_linear.enable_onednn()
-    yield
-    fast_linear.enable_onednn(False)
+def onednn(model):
+    """The route as the entry points install it (tune_cpu), the previous setting restored afterwards."""
+    with speed_options(model, SpeedOptions(onednn_linear=True)):
+        yield
 
 
 @needs_onednn
@@ -51,18 +51,18 @@ def test_onednn_linear_values_and_grads(bias, onednn):
     torch.testing.assert_close(fast_linear.linear(xt, w.detach()), F.linear(xt, w.detach()), rtol=1e-5, atol=1e-5)
 
 
-def test_linear_route_rules():
+def test_linear_route_rules(model):
     w = torch.randn(192, 192)
     assert not fast_linear.use_onednn(torch.randn(1, 192), w)  # one row: MKL is faster
     assert not fast_linear.use_onednn(torch.randn(64, 192, dtype=torch.float64), w)  # fp32 only
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # autocast decides the kernel
     assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # off until an entry point enables it
-    try:
-        assert fast_linear.enable_onednn() == fast_linear._AVAILABLE
+    assert model.speed_options.onednn_linear is False
+    with speed_options(model, SpeedOptions(onednn_linear=True)) as opts:
+        assert opts.onednn_linear == fast_linear._AVAILABLE  # process-wide, read back through the options
         assert fast_linear.use_onednn(torch.randn(64, 192), w) == fast_linear._AVAILABLE
-    finally:
-        fast_linear.enable_onednn(False)
+    assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # restored
 
 
 def test_fast_path_traces_under_torch_compile(model):
@@ -78,7 +78,9 @@ def test_fast_path_traces_under_torch_compile(model):
 
 
 def test_greedy_pick_equals_sequential_loop():
-    """Random logits with ties (rounded), banned ids, rows that run out, k > available ids."""
+    """Random logits with ties (rounded), banned ids, rows that run out, k > available ids: the
+    default options' host scan against the reference options' head-by-head loop."""
+    fast, ref = SpeedOptions().greedy_host_rows, SpeedOptions.reference().greedy_host_rows
     g = torch.Generator().manual_seed(0)
     greedy = SamplerSettings(do_sample=False)
     for trial in range(300):
@@ -88,8 +90,8 @@ def test_greedy_pick_equals_sequential_loop():
             logits = logits.round()
         banned = torch.rand(B, V, generator=g) < 0.5
         banned[0, 0] = False  # the loop needs one row with an id left at the first head
-        logits = logits.masked_fill(banned[:, None], float("-inf"))
-        for a, b in zip(_pick_greedy(logits), _pick_sequential(logits, greedy)):
+        assert ref < B <= fast  # the two options take the two implementations
+        for a, b in zip(_pick_chunk(logits, banned, greedy, fast), _pick_chunk(logits, banned, greedy, ref)):
             assert torch.equal(a, b), trial
 
 

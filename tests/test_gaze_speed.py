@@ -1,17 +1,19 @@
-"""Fast paths equal the reference masked path (tiny random model: P = 20 tokens, K = 3, 4 frames).
+"""Fast paths equal the reference paths (tiny random model: P = 20 tokens, K = 3, 4 frames).
 
-``GazeDecoder.fast_path`` evaluates the layers from their sub-modules and packs padded rows so
-attention runs without a mask (decoder.py, layers.py); False selects the reference: each layer's own
-forward with one additive mask.
+``SpeedOptions()`` (the default) evaluates the decoder layers from their sub-modules and packs
+padded rows so attention runs without a mask (decoder.py, layers.py), and picks greedy chunks with
+the host scan; ``SpeedOptions.reference()`` selects each layer's own forward with one additive
+mask, the head-by-head pick loop and plain ``F.linear`` (speed.py).
 """
-import contextlib
-
 import pytest
 import torch
 
+import autogaze.utils.linear as fast_linear
+from autogaze.models.autogaze import SpeedOptions, speed_options
 from autogaze.types import Budget, Gazes
 
 B, T, P = 3, 4, 20
+REFERENCE = SpeedOptions.reference()
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +21,8 @@ def video():
     return torch.randn(B, T, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-@contextlib.contextmanager
 def reference_path(model):
-    model.decoder.fast_path = False
-    try:
-        yield
-    finally:
-        model.decoder.fast_path = True
+    return speed_options(model, REFERENCE)
 
 
 def padded_gazes(n: int, pad_prob: float, seed: int) -> Gazes:
@@ -97,3 +94,49 @@ def test_bf16_packed_close_to_masked(model, video):
         fast, ref = scores_both(model, video, gazes)
     assert fast.log_probs.dtype == torch.float32
     assert (fast.log_probs.exp() - ref.log_probs.exp()).abs().max() < 2e-2
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_reference_options_same_gazes_and_scores(model, video, do_sample):
+    """SpeedOptions.reference() against the default on the whole generate call (oneDNN on where
+    this torch has it, so all three fast pieces run): same gazes, scores within fp tolerance."""
+    budget = Budget(torch.full((B, T), 9), torch.full((B, T), 0.0))
+
+    def rollout():
+        return model.generate(video, budget, do_sample=do_sample, temperature=1.3,
+                              generator=torch.Generator().manual_seed(3))
+
+    with speed_options(model, SpeedOptions(onednn_linear=True)):
+        fast = rollout()
+    with reference_path(model):
+        ref = rollout()
+    assert torch.equal(fast.gazes.ids, ref.gazes.ids) and torch.equal(fast.gazes.is_padded, ref.gazes.is_padded)
+    torch.testing.assert_close(fast.sample_log_probs, ref.sample_log_probs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.scores.log_probs, ref.scores.log_probs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.scores.task_loss_prediction, ref.scores.task_loss_prediction,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_speed_options_apply_and_restore(model):
+    before = model.speed_options
+    assert before == SpeedOptions(onednn_linear=fast_linear.ENABLED, attn_implementation="sdpa")
+    assert SpeedOptions() == SpeedOptions(True, 16, None, None)  # the defaults: nothing overridden
+    with speed_options(model, REFERENCE) as inside:
+        assert inside == SpeedOptions(False, 0, False, "sdpa")  # attention stays as configured
+        assert model.decoder.speed.fast_decoder is False and fast_linear.ENABLED is False
+        with speed_options(model, SpeedOptions(onednn_linear=True, attn_implementation="eager")):
+            assert model.decoder.model.config._attn_implementation == "eager"
+            assert fast_linear.ENABLED == fast_linear._AVAILABLE  # process-wide, where torch has oneDNN
+        assert model.speed_options == inside
+    assert model.speed_options == before
+    with pytest.raises(RuntimeError), speed_options(model, REFERENCE):
+        raise RuntimeError  # restored on an exception too
+    assert model.speed_options == before
+    previous = model.set_speed_options(SpeedOptions(greedy_host_rows=0))
+    assert previous == before and model.speed_options.greedy_host_rows == 0
+    model.set_speed_options(previous)
+    assert model.speed_options == before
+    with pytest.raises(ValueError):
+        SpeedOptions(attn_implementation="flash")
+    with pytest.raises(ValueError):
+        SpeedOptions(greedy_host_rows=-1)

@@ -11,7 +11,8 @@ values (rows x out_features; below that oneDNN's fixed cost per call loses to MK
 1 to 10 rows). Everything else, CUDA included, is plain ``F.linear``.
 Off in library use: importing autogaze changes no kernel. Our entry points turn it on
 (``autogaze.utils.runtime.tune_cpu``, like the allocator tuning); so can a user with
-``enable_onednn()``. benchmarks/gaze.py times it on and off, side by side.
+``enable_onednn()``, or through ``SpeedOptions.onednn_linear`` (autogaze/models/autogaze/speed.py)
+with the model's other code-path choices. benchmarks/gaze.py times it on and off, side by side.
 """
 from __future__ import annotations
 

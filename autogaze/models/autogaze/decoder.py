@@ -17,6 +17,7 @@ from transformers import LlamaConfig, LlamaModel
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from autogaze.models.autogaze.layers import additive, last_layer_at, layer_cached, layer_packed, norm, rope_tables
+from autogaze.models.autogaze.speed import SpeedOptions
 from autogaze.types import Gazes
 from autogaze.utils.linear import linear
 
@@ -39,9 +40,9 @@ class GazeDecoder(nn.Module):
         self.model = LlamaModel(llama_config)
         self.lm_head = nn.Linear(llama_config.hidden_size, self.vocab_size * K, bias=False)
         self.task_loss_prediction_head = nn.Linear(llama_config.hidden_size, K, bias=False)
-        # True: layers evaluated by layers.py, padded rows packed (see body). False: the reference
-        # path, each layer's own forward with one additive mask (for tests and benchmarks/gaze.py).
-        self.fast_path = True
+        # Per-model code-path choices (speed.py): fast_decoder selects body's path (see there) and
+        # greedy_host_rows the greedy pick (generation.py). Set through speed.apply_speed_options.
+        self.speed = SpeedOptions()
 
     def embed(self, local_ids: Tensor) -> Tensor:
         """Frame-local ids [...] (pad = EOS id) -> embeddings [..., D]."""
@@ -58,13 +59,13 @@ class GazeDecoder(nn.Module):
         Why not ``LlamaModel.forward``: the loss and the sampler read few positions (the sources of
         the gazes), so the last layer runs its queries, attention and MLP only there (its keys and
         values still cover every token), about a quarter of the decoder's work. The fast path
-        (``fast_path``, sdpa) evaluates each layer from its sub-modules (layers.py); without a
-        cache, padded rows are packed so attention stays causal and mask-free (``_body_packed``).
-        ``fast_path = False`` is the reference: the layers' own forward with one additive mask.
+        (``speed.fast_decoder``, sdpa) evaluates each layer from its sub-modules (layers.py); without
+        a cache, padded rows are packed so attention stays causal and mask-free (``_body_packed``).
+        ``fast_decoder=False`` is the reference: the layers' own forward with one additive mask.
         """
         if out_positions is None:
             out_positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
-        if not self.fast_path or self.model.config._attn_implementation != "sdpa":
+        if not self.speed.fast_decoder or self.model.config._attn_implementation != "sdpa":
             return self._body_reference(inputs_embeds, attention_mask, position_ids, past_key_values, out_positions)
         if past_key_values is None:
             return self._body_packed(inputs_embeds, attention_mask, position_ids, out_positions)

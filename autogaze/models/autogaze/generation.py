@@ -24,10 +24,10 @@ from transformers import Cache
 from autogaze.models.autogaze.decoder import GazeDecoder, positions_from_mask
 from autogaze.models.autogaze.kv_cache import GrowingKVCache
 from autogaze.models.autogaze.scoring import top_k_filter
+from autogaze.models.autogaze.speed import GREEDY_HOST_ROWS
 from autogaze.types import Budget, Gazes, GazeScores
 
 NEG_INF = float("-inf")
-GREEDY_HOST_ROWS = 16  # _pick_chunk: greedy picks for at most this many rows use _pick_greedy
 
 
 @dataclass
@@ -114,10 +114,12 @@ def _look_ahead_task_loss(decoder: GazeDecoder, state: DecodeState) -> Tensor:
     return tl[:, 0]
 
 
-def _pick_chunk(logits: Tensor, banned: Tensor, s: SamplerSettings) -> tuple[Tensor, Tensor, Tensor]:
+def _pick_chunk(logits: Tensor, banned: Tensor, s: SamplerSettings,
+                host_rows: int = GREEDY_HOST_ROWS) -> tuple[Tensor, Tensor, Tensor]:
     """Pick up to k = logits.shape[1] distinct ids, one per head, in order.
 
-    logits [B, k, V] fp32; banned [B, V] ids already in the frame (+ EOS).
+    logits [B, k, V] fp32; banned [B, V] ids already in the frame (+ EOS); host_rows: greedy picks
+    of at most this many rows use ``_pick_greedy`` (``SpeedOptions.greedy_host_rows``).
     Returns ids [B, k'], log-probs of the picks under the sampling distribution [B, k'],
     exhausted [B, k'] (True where a row had no id left). k' < k only when every row ran out.
     """
@@ -125,7 +127,7 @@ def _pick_chunk(logits: Tensor, banned: Tensor, s: SamplerSettings) -> tuple[Ten
     if not s.do_sample:
         # the host scan costs B * k^2 Python steps: worth it for few rows (the per-op cost of the loop
         # dominates there), not for a large batch, where the loop's ops are one launch per head
-        return _pick_greedy(logits) if logits.shape[0] <= GREEDY_HOST_ROWS else _pick_sequential(logits, s)
+        return _pick_greedy(logits) if logits.shape[0] <= host_rows else _pick_sequential(logits, s)
     return _pick_sequential(top_k_filter(logits / s.temperature, s.top_k), s)  # top-k first, as upstream
 
 
@@ -222,7 +224,7 @@ def generate_frames(decoder: GazeDecoder, vision_tokens: Tensor, budget: Budget,
         while True:
             remaining = max_gazes[:, t] - n_done  # [B]
             k = min(K, int(remaining.max()))
-            ids, logp, exhausted = _pick_chunk(logits[:, :k], banned, sampler)
+            ids, logp, exhausted = _pick_chunk(logits[:, :k], banned, sampler, decoder.speed.greedy_host_rows)
             k = ids.shape[1]
             slot = torch.arange(k, device=dev)
             pad = finished[:, None] | exhausted | (slot[None] >= remaining[:, None])
