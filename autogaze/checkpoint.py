@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from autogaze.interfaces import GazeModel, Task
 from autogaze.utils.distributed import DistInfo, barrier
 from autogaze.utils.io import atomic_torch_save, atomic_write_dir
 
@@ -53,18 +54,11 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_gaze_model(model: torch.nn.Module, out: Path) -> None:
-    """HF ``save_pretrained`` (config.json + model.safetensors) and the preprocessor config."""
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(out)
-    else:  # plain nn.Module (tests, baselines)
-        from safetensors.torch import save_file
-
-        out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    processor = getattr(model, "image_processor", None)
-    if processor is not None and hasattr(processor, "save_pretrained"):
-        processor.save_pretrained(out)
+def save_gaze_model(model: GazeModel, out: Path) -> None:
+    """``save_pretrained`` (model.safetensors, and config.json for HF models) and the preprocessor config."""
+    model.save_pretrained(out)
+    if model.image_processor is not None:
+        model.image_processor.save_pretrained(out)
 
 
 def load_gaze_weights(model: torch.nn.Module, path: Path, allow_missing: bool = False,
@@ -92,9 +86,8 @@ def load_gaze_weights(model: torch.nn.Module, path: Path, allow_missing: bool = 
     model.load_state_dict(sd, strict=False)
 
 
-def task_state_dict(task: torch.nn.Module) -> dict:
-    fn = getattr(task, "trainable_state_dict", None)
-    return fn() if fn is not None else task.state_dict()
+def task_state_dict(task: Task) -> dict:
+    return task.trainable_state_dict()
 
 
 class Checkpointer:
@@ -188,8 +181,7 @@ class Checkpointer:
         load_gaze_weights(trainer.gaze_model, gaze_dir)
         if task_file is not None and trainer.task is not None:
             sd = torch.load(task_file, map_location="cpu", weights_only=False)
-            loader = getattr(trainer.task, "load_trainable_state_dict", None)
-            loader(sd) if loader is not None else trainer.task.load_state_dict(sd)
+            trainer.task.load_trainable_state_dict(sd)
         trainer.optimizer.load_state_dict(saved["optimizer"])
         trainer.scheduler.load_state_dict(saved["scheduler"])
         for k, v in saved["state"].items():

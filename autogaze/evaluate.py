@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from torch import nn
 
+from autogaze.interfaces import GazeModel, Task
 from autogaze.types import Batch
 from autogaze.utils.runtime import tune_cpu
 
@@ -34,7 +34,7 @@ DEFAULT_RATIOS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 
 
 @torch.no_grad()
-def evaluate_at_ratio(gaze_model: nn.Module, task: nn.Module, batches: Iterable[Batch], ratio: float, *,
+def evaluate_at_ratio(gaze_model: GazeModel, task: Task, batches: Iterable[Batch], ratio: float, *,
                       frame_ids: Sequence[int] | None = None, seed: int = 0, device: str | torch.device = "cpu",
                       precision: str = "fp32", max_batches: int | None = None) -> dict[str, float]:
     """Clip-weighted means over ``batches``: ``loss`` (task loss of the rebuilt frames), ``gazing_ratio``
@@ -55,7 +55,7 @@ def evaluate_at_ratio(gaze_model: nn.Module, task: nn.Module, batches: Iterable[
             gen = torch.Generator().manual_seed(seed * 1_000_003 + i)  # same draws for every model
             fids = list(range(T)) if frame_ids is None else list(frame_ids)
             # the greedy oracle searches with the MAE, so it sees the task-side frames
-            video = batch.video_for_task if getattr(gaze_model, "uses_task_video", False) else batch.video
+            video = batch.video_for_task if gaze_model.uses_task_video else batch.video
             with autocast:
                 budget = gaze_model.sample_budget(video, training=False, gazing_ratio=ratio)
                 gazes = gaze_model.generate(video, budget, generator=gen).gazes
@@ -70,7 +70,7 @@ def evaluate_at_ratio(gaze_model: nn.Module, task: nn.Module, batches: Iterable[
     return {"loss": loss_sum / clips, "gazing_ratio": ratio_sum / clips, "clips": float(clips)}
 
 
-def reconstruction_loss_at_ratio(gaze_model: nn.Module, task: nn.Module, batches: Iterable[Batch], ratio: float,
+def reconstruction_loss_at_ratio(gaze_model: GazeModel, task: Task, batches: Iterable[Batch], ratio: float,
                                  **kwargs) -> float:
     """Mean held-out reconstruction loss of ``gaze_model``'s greedy gazes at ``ratio`` (see
     :func:`evaluate_at_ratio` for the keyword arguments)."""
@@ -117,7 +117,7 @@ def compare_at_ratio(ntp_exp: str | Path, ratio: float, *, seed: int = 0, split:
 
 
 # ------------------------------------------------------------------------ loss curves, Table 3
-def loss_curve(gaze_model: nn.Module, task: nn.Module, batches: Iterable[Batch],
+def loss_curve(gaze_model: GazeModel, task: Task, batches: Iterable[Batch],
                ratios: Sequence[float] = DEFAULT_RATIOS, **kwargs) -> list[dict[str, float]]:
     """:func:`evaluate_at_ratio` at each ratio: ``[{ratio, gazing_ratio, loss, clips}, ...]``.
     ``batches`` is iterated once per ratio, so pass a re-iterable loader, not a generator."""
@@ -146,7 +146,7 @@ def crossing_ratio(curve: Sequence[dict[str, float]], threshold: float) -> float
     return None
 
 
-def ratio_to_reach(gaze_model: nn.Module, task: nn.Module, batches: Iterable[Batch], threshold: float,
+def ratio_to_reach(gaze_model: GazeModel, task: Task, batches: Iterable[Batch], threshold: float,
                    ratios: Sequence[float] = DEFAULT_RATIOS, **kwargs) -> float | None:
     """Smallest gazing ratio at which ``gaze_model`` reaches task loss <= ``threshold`` (Table 3),
     interpolated on the ``ratios`` grid; None when even the largest ratio does not reach it."""

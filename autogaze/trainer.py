@@ -25,13 +25,14 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from autogaze.algorithms.base import Algorithm, GazePolicy, Pass, ScoreAdapter, StepInfo, StepResult
 from autogaze.checkpoint import Checkpointer
 from autogaze.config import TrainerConfig
+from autogaze.interfaces import DeviceTransformDataset, GazeModel, StepItem, Task, TrainDataset
 from autogaze.types import Batch
 from autogaze.utils.distributed import DistInfo, all_reduce_sum
 from autogaze.utils.metric_logger import MetricLogger
@@ -81,9 +82,10 @@ def _autocast(device: torch.device, precision: str):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainerConfig, gaze_model: nn.Module, task: nn.Module | None,
-                 algorithm: Algorithm, train_set: Dataset, val_set: Dataset | None, collate_fn,
+    def __init__(self, cfg: TrainerConfig, gaze_model: GazeModel, task: Task | None,
+                 algorithm: Algorithm, train_set: TrainDataset, val_set: TrainDataset | None, collate_fn,
                  dist: DistInfo, exp_dir: Path, metric_logger: MetricLogger, config_dict: dict):
+        """The components follow autogaze/interfaces.py (autogaze.build checks them)."""
         self.cfg, self.dist, self.exp_dir = cfg, dist, exp_dir
         self.algorithm, self.metrics = algorithm, metric_logger
         self.geom = BatchGeometry.from_config(cfg.batch_size, cfg.per_gpu_max_batch_size, dist.world_size)
@@ -92,8 +94,7 @@ class Trainer:
         self.gaze_model.requires_grad_(cfg.train_gaze)
         if self.task is not None:
             # The task decides what "trainable" means (its fixed sin-cos tables stay frozen).
-            set_trainable = getattr(self.task, "set_trainable", None)
-            set_trainable(cfg.train_task) if set_trainable else self.task.requires_grad_(cfg.train_task)
+            self.task.set_trainable(cfg.train_task)
         scorer: nn.Module = ScoreAdapter(self.gaze_model)
         self.task_fn: nn.Module | None = self.task
         # Only modules that are trained are wrapped: a frozen module under DDP needs
@@ -106,13 +107,15 @@ class Trainer:
         # Set samplers (TATS, AdaMAE) may read the task's tubelet embedding through the bare task: the
         # task loss still runs through its DDP wrapper, and the Conv3d's gradients from both paths meet
         # in one accumulation, which DDP syncs once (tests/test_trainer_ddp_paths.py).
-        self.policy = GazePolicy(self.gaze_model, scorer, getattr(self.task, "embed_tokens", None))
+        self.policy = GazePolicy(self.gaze_model, scorer, None if self.task is None else self.task.embed_tokens)
 
         # transform_on_device: workers stop after the decode; batches are cropped, resized and
         # normalised on dist.device by RawBatch.to (bit-identical; autogaze/datasets/device_transform.py).
         if cfg.transform_on_device:
             for ds in (train_set, val_set):
-                if ds is not None and not hasattr(ds, "set_transform_on_device"):
+                # An optional capability that depends on this trainer key, so it is checked here too
+                # (parse_config does for a configured dataset; a trainer can be built without one).
+                if ds is not None and not isinstance(ds, DeviceTransformDataset):
                     raise ConfigError("trainer.transform_on_device", True,
                                       f"{type(ds).__name__} cannot hand over uint8 frames",
                                       "use the VideoFolder dataset or set trainer.transform_on_device=False")
@@ -190,8 +193,7 @@ class Trainer:
             epoch, offset = divmod(self.state.micro_step, self.micro_per_epoch)
             self.sampler.set_epoch(epoch)
             self.sampler.set_start(offset * self.geom.micro_batch)
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(epoch)
+            self.train_set.set_epoch(epoch)
             self.train_loader.generator.manual_seed(self.cfg.seed * 100_003 + epoch)
             for batch in self.train_loader:
                 yield batch
@@ -214,9 +216,11 @@ class Trainer:
             task_out = None
             if self.algorithm.needs_task and self.task_fn is not None:
                 grad = contextlib.nullcontext() if not cfg.detach_task else torch.no_grad()
-                shared = {} if rollout.tokens is None else {"tokens": rollout.tokens}  # embedded once
                 with grad:
-                    task_out = self.task_fn(batch.video_for_task, rollout.gazes, **shared)
+                    if rollout.tokens is None:
+                        task_out = self.task_fn(batch.video_for_task, rollout.gazes)
+                    else:  # the sampler's X: the clip is embedded once
+                        task_out = self.task_fn(batch.video_for_task, rollout.gazes, tokens=rollout.tokens)
             alg_out = self.algorithm.loss(batch, rollout, task_out)
         loss = alg_out.loss.float().mean() if cfg.train_gaze else alg_out.loss.new_zeros(())
         if cfg.train_task and task_out is not None:
@@ -260,10 +264,10 @@ class Trainer:
                 sums.setdefault(f"lr_{g.name.removesuffix('_no_decay')}", lr)
         return sums
 
-    def optimizer_step(self, items: Sequence[Any], loss_fn: Callable[[Any], Pass] | None = None,
+    def optimizer_step(self, items: Sequence[StepItem], loss_fn: Callable[[Any], Pass] | None = None,
                        kind: str = "batch") -> StepResult:
-        """One optimizer step over ``items`` (micro-batches, or an algorithm's minibatches; each has
-        ``batch_size``), one pass each, weighted 1/len(items); DDP syncs on the last only."""
+        """One optimizer step over ``items`` (micro-batches, or an algorithm's minibatches; StepItems),
+        one pass each, weighted 1/len(items); DDP syncs on the last only."""
         loss_fn = self.forward if loss_fn is None else loss_fn
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {"loss": 0.0}  # a step whose items were all empty logs loss 0
@@ -271,7 +275,7 @@ class Trainer:
         nonfinite = torch.zeros((), device=self.dist.device)
         skipped = 0
         for i, item in enumerate(items):
-            skipped += len(getattr(item, "skipped_paths", ()))
+            skipped += len(item.skipped_paths)
             is_last = i == len(items) - 1
             weight = 1.0
             if item.batch_size == 0:  # every clip of it was undecodable (counted above)

@@ -18,14 +18,14 @@ log = logging.getLogger("autogaze.validation")
 def validate(trainer, loader) -> dict[str, float]:
     """Mean task metrics over the validation split (weighted by clips, summed over ranks)."""
     cfg, device = trainer.cfg, trainer.dist.device
-    model, task = trainer.gaze_model, trainer.task
+    model, task, policy = trainer.gaze_model, trainer.task, trainer.policy
     was_training = model.training, task.training
     model.eval()
     task.eval()
     sums: dict[str, torch.Tensor] = {}
     count = torch.zeros((), device=device)
     draw = (cfg.visualize_every > 0 and trainer.state.val_step % cfg.visualize_every == 0
-            and trainer.dist.is_main and hasattr(task, "visualize"))
+            and trainer.dist.is_main)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.seed + trainer.dist.rank)
@@ -36,12 +36,15 @@ def validate(trainer, loader) -> dict[str, float]:
                 continue
             batch = batch.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                # Set samplers with model.embedding=shared read the task's tubelet embedding X.
-                shared = {"tokens": task.embed_tokens(batch.video_for_task)} \
-                    if getattr(model, "uses_task_tokens", False) else {}
-                budget = model.sample_budget(batch.video, training=False, **shared)
-                rollout = model.generate(batch.video, budget, **shared)
-                out = task(batch.video_for_task, rollout.gazes, **shared)
+                # Set samplers with model.embedding=shared read the task's tubelet embedding X (else None).
+                # The policy generates in the model's mode, eval here: the inference strategies.
+                tokens = policy.task_tokens(batch.video_for_task)
+                budget = policy.sample_budget(batch.video, tokens=tokens)
+                rollout = policy.generate(batch.video, budget, tokens=tokens)
+                if tokens is None:
+                    out = task(batch.video_for_task, rollout.gazes)
+                else:
+                    out = task(batch.video_for_task, rollout.gazes, tokens=tokens)
             B = batch.batch_size
             real = (~rollout.gazes.is_padded).sum(1).float()  # [B]
             metrics = dict(out.metrics, loss=out.loss.float().mean(),
@@ -51,11 +54,11 @@ def validate(trainer, loader) -> dict[str, float]:
             count += B
             if draw and i == 0:
                 path = trainer.exp_dir / "visualizations" / f"val_step{trainer.state.val_step:06d}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                task.visualize(batch.video_for_task[0], rollout.gazes.map(lambda t: t[:1]),
-                               out.reconstruction[0] if out.reconstruction is not None else None,
-                               out.frame_ids, path)
-                trainer.metrics.log_image("visualize_gaze/visualize_gaze", path, trainer.state.val_step)
+                drawn = task.visualize(batch.video_for_task[0], rollout.gazes.map(lambda t: t[:1]),
+                                       out.reconstruction[0] if out.reconstruction is not None else None,
+                                       out.frame_ids, path)
+                if drawn is not None:  # a task that draws nothing returns None
+                    trainer.metrics.log_image("visualize_gaze/visualize_gaze", path, trainer.state.val_step)
     model.train(was_training[0])
     task.train(was_training[1])
     total = all_reduce_sum(count).clamp_min(1)

@@ -1,4 +1,5 @@
-"""TEST DOUBLES for trainer tests: tiny stand-ins with the real typed interfaces.
+"""TEST DOUBLES for trainer tests: tiny stand-ins with the real typed interfaces
+(autogaze/interfaces.py: they subclass its bases for the defaults).
 
 They let the trainer, config and launch paths be tested in milliseconds, independently of the real
 gaze model and task (which have their own tests). Nothing outside tests/ uses them.
@@ -7,15 +8,18 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from autogaze.interfaces import DatasetBase, GazeModelBase, TaskBase
 from autogaze.types import Batch, Budget, GazeLabels, GazeRollout, Gazes, GazeScores, TaskOutput
 
 P = 8  # tokens per frame of the double
 
 
-class DoubleGazeModel(nn.Module):
+class DoubleGazeModel(GazeModelBase):
     """TEST DOUBLE gaze model: per-frame mean colour -> logits over P tokens (+ optional dropout)."""
+
+    tokens_per_frame = P
+    can_score = True
 
     def __init__(self, dropout: float = 0.0, **_):
         super().__init__()
@@ -51,8 +55,10 @@ class DoubleGazeModel(nn.Module):
         return GazeRollout(gazes, budget=budget)
 
 
-class DoubleTask(nn.Module):
+class DoubleTask(TaskBase):
     """TEST DOUBLE task: loss of frame t = 1 - (share of its patches gazed) * scale."""
+
+    tokens_per_frame, scales = P, [4]
 
     def __init__(self, **_):
         super().__init__()
@@ -62,7 +68,8 @@ class DoubleTask(nn.Module):
     def from_config(cls, cfg: dict) -> "DoubleTask":
         return cls(**cfg)
 
-    def forward(self, video, gazes: Gazes) -> TaskOutput:
+    def forward(self, video, gazes: Gazes, *, frame_ids=None, generator=None) -> TaskOutput:
+        """Always rebuilds frame 0 (``frame_ids`` and ``generator`` are accepted and unused)."""
         share = gazes.to_mask().mean(-1)                                 # [B, T]
         per_frame = (1 - share * self.scale)[:, :1]                      # frame 0 only
         B, N = gazes.ids.shape
@@ -71,7 +78,7 @@ class DoubleTask(nn.Module):
                           metrics={"reconstruction_loss": per_frame.mean().detach()})
 
 
-class DoubleDataset(Dataset):
+class DoubleDataset(DatasetBase):
     """TEST DOUBLE dataset: deterministic random clips [T, 3, 4, 4] with 2 labelled gazes per frame."""
 
     def __init__(self, num_clips: int = 16, clip_len: int = 2, seed: int = 0, **_):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from autogaze.interfaces import DatasetBase, TaskBase
 from autogaze.types import Batch, Budget, GazeRollout, Gazes, GazeScores, TaskOutput
 from tests.doubles import P, DoubleGazeModel
 
@@ -64,7 +64,7 @@ class SamplingGazeModel(DoubleGazeModel):
         return GazeScores(lp, self.tlp(feat)[:, frame, 0], entropy)
 
 
-class RewardDoubleTask(nn.Module):
+class RewardDoubleTask(TaskBase):
     """TEST DOUBLE task: loss of frame t = 1 - scale * sum_p w_p * gazed_tp / P, with fixed random
     weights w, for the rebuilt frames ``frame_ids``; task-loss targets at each rebuilt frame's last real gaze."""
 
@@ -93,7 +93,7 @@ class RewardDoubleTask(nn.Module):
                           metrics={"reconstruction_loss": per_frame.mean().detach()})
 
 
-class ClipDataset(Dataset):
+class ClipDataset(DatasetBase):
     """TEST DOUBLE dataset: deterministic random clips [T, 3, size, size], no labels."""
 
     def __init__(self, num_clips: int = 8, clip_len: int = 2, size: int = 4, seed: int = 0):
@@ -112,7 +112,7 @@ class ClipDataset(Dataset):
         return Batch(video, video, [f"clip{i}" for i in range(len(items))])
 
 
-class PlantedPatchTask(nn.Module):
+class PlantedPatchTask(TaskBase):
     """TEST DOUBLE task with a planted answer: loss of frame t = 0 if local patch ``target`` is gazed
     in frame t, else 1 (reward = -loss), for the rebuilt frames ``frame_ids``."""
 

@@ -3,10 +3,9 @@ and lowers the NTP loss on the batch it fitted."""
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset
-
 from autogaze.algorithms import NTP
 from autogaze.config import LoggerConfig, TrainerConfig
+from autogaze.interfaces import DatasetBase
 from autogaze.models.autogaze import AutoGaze
 from autogaze.models.autogaze.config import tiny_config
 from autogaze.trainer import Trainer
@@ -17,7 +16,7 @@ from autogaze.utils.metric_logger import MetricLogger
 T, P = 2, 20  # tiny_config: scales 32+64 -> 4 + 16 tokens per frame, 64-px frames
 
 
-class LabelledClips(Dataset):
+class LabelledClips(DatasetBase):
     """Random 64-px clips with 3 label gazes per frame (global ids, as in gazing_labels.json)."""
 
     def __len__(self) -> int:

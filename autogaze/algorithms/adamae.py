@@ -61,9 +61,8 @@ def check_token_geometry(exp) -> None:
     reads the task's tokens); checked before any work."""
     from autogaze.build import resolve_target
 
-    def parsed(group: str, cfg: dict):
-        check = getattr(resolve_target(group, cfg), "validate_config", None)
-        return check({k: v for k, v in cfg.items() if k != "_target_"}) if check else None
+    def parsed(group: str, cfg: dict):  # validate_components has checked that the class has it
+        return resolve_target(group, cfg).validate_config({k: v for k, v in cfg.items() if k != "_target_"})
 
     m, t = parsed("model", exp.model), parsed("task", exp.task)
     if not all(hasattr(c, "patch_size") and hasattr(c, "tubelet_size") for c in (m, t)):

@@ -23,7 +23,14 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 from torch import nn
 
+from autogaze.interfaces import GazeModel, StepItem
 from autogaze.types import AlgorithmOutput, Batch, Budget, GazeRollout, Gazes, GazeScores, TaskOutput
+
+
+def _set(**options: Any) -> dict[str, Any]:
+    """The options a caller set (None = unset). A model receives only those, so it keeps its own
+    defaults and never sees a capability keyword (``tokens``, ``vision_tokens``) it does not declare."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 class ScoreAdapter(nn.Module):
@@ -33,31 +40,45 @@ class ScoreAdapter(nn.Module):
     forward is ``score``, so this adapter is what the trainer wraps (the parameters are shared).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: GazeModel):
         super().__init__()
         self.model = model
 
-    def forward(self, video: torch.Tensor, gazes: Gazes, **kwargs) -> GazeScores:
-        return self.model.score(video, gazes, **kwargs)
+    def forward(self, video: torch.Tensor, gazes: Gazes, *, temperature: float | None = None,
+                masked: bool | None = None, group_size: int | None = None,
+                tokens: torch.Tensor | None = None) -> GazeScores:
+        """See :meth:`GazePolicy.score`."""
+        return self.model.score(video, gazes, **_set(temperature=temperature, masked=masked, group_size=group_size,
+                                                     tokens=tokens))
 
 
 class GazePolicy:
-    """What an algorithm may do with the gaze model (and the task's tokeniser) during a step."""
+    """What an algorithm may do with the gaze model (and the task's tokeniser) during a step.
 
-    def __init__(self, model: nn.Module, scorer: Callable[..., GazeScores],
+    The model itself stays private: an algorithm reaches it only through these methods, so any
+    :class:`~autogaze.interfaces.GazeModel` works. An option left None is not passed on (the model's
+    default applies); ``tokens`` and ``vision_tokens`` are passed only to models that take them.
+    """
+
+    def __init__(self, model: GazeModel, scorer: Callable[..., GazeScores],
                  task_embed: Callable[[torch.Tensor], torch.Tensor] | None = None):
-        self.model = model
+        self._model = model
         self._scorer = scorer
         self._task_embed = task_embed
 
     @property
     def training(self) -> bool:
-        return self.model.training
+        return self._model.training
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """P, the model's per-frame vocabulary (a tube-frame's tokens for the set samplers)."""
+        return self._model.tokens_per_frame
 
     @property
     def uses_task_tokens(self) -> bool:
         """True for samplers that read the task's tubelet embedding (``model.embedding=shared``)."""
-        return bool(getattr(self.model, "uses_task_tokens", False))
+        return bool(self._model.uses_task_tokens)
 
     def task_tokens(self, video_for_task: torch.Tensor) -> torch.Tensor | None:
         """X [B, N, D] = ``task.embed_tokens(video_for_task)`` (with grad when the task trains), or
@@ -70,15 +91,31 @@ class GazePolicy:
         return self._task_embed(video_for_task)
 
     @torch.no_grad()
-    def sample_budget(self, video: torch.Tensor, **kwargs) -> Budget:
-        return self.model.sample_budget(video, training=self.model.training, **kwargs)
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor | None:
+        """Vision tokens [B, T, V, D] of ``video`` [B, T, 3, H, W], no grad, for ``vision_tokens=``; None
+        when the model has no reusable encoder."""
+        return self._model.encode_video(video)
 
     @torch.no_grad()
-    def generate(self, video: torch.Tensor, budget: Budget, **kwargs) -> GazeRollout:
-        return self.model.generate(video, budget, **kwargs)
+    def sample_budget(self, video: torch.Tensor, *, group_size: int | None = None, temperature: float | None = None,
+                      tokens: torch.Tensor | None = None, vision_tokens: torch.Tensor | None = None) -> Budget:
+        """Budget for ``video`` [G*B, T, ...] in the model's current mode (train: the training strategies)."""
+        return self._model.sample_budget(video, training=self._model.training, **_set(
+            group_size=group_size, temperature=temperature, tokens=tokens, vision_tokens=vision_tokens))
 
-    def score(self, video: torch.Tensor, gazes: Gazes, **kwargs) -> GazeScores:
-        return self._scorer(video, gazes, **kwargs)
+    @torch.no_grad()
+    def generate(self, video: torch.Tensor, budget: Budget, *, temperature: float | None = None,
+                 tokens: torch.Tensor | None = None, vision_tokens: torch.Tensor | None = None) -> GazeRollout:
+        """Free-running gazes [B, N] under ``budget``, no grad (sampling in train mode)."""
+        return self._model.generate(video, budget, **_set(temperature=temperature, tokens=tokens,
+                                                          vision_tokens=vision_tokens))
+
+    def score(self, video: torch.Tensor, gazes: Gazes, *, temperature: float | None = None, masked: bool | None = None,
+              group_size: int | None = None, tokens: torch.Tensor | None = None) -> GazeScores:
+        """Teacher-forced scores [B, N] with grad, through the (possibly DDP-wrapped) scorer. ``group_size``
+        G: ``video`` holds G group-major copies and the encoder runs on the first one only."""
+        return self._scorer(video, gazes, **_set(temperature=temperature, masked=masked, group_size=group_size,
+                                                 tokens=tokens))
 
 
 @dataclass(frozen=True)
@@ -141,9 +178,9 @@ class UpdateContext(Protocol):
     def forward(self, batch: Batch) -> Pass:
         """The joint forward of one micro-batch: prepare -> rollout -> task -> loss, under autocast."""
 
-    def optimizer_step(self, items: Sequence[Any], loss_fn: Callable[[Any], Pass] | None = None,
+    def optimizer_step(self, items: Sequence[StepItem], loss_fn: Callable[[Any], Pass] | None = None,
                        kind: str = "batch") -> StepResult:
-        """One optimizer step over ``items`` (each has ``batch_size``; one pass per item, weighted
+        """One optimizer step over ``items`` (StepItems: ``batch_size``, ``skipped_paths``; one pass per item, weighted
         1/len(items), DDP-synchronised on the last). ``loss_fn`` defaults to :meth:`forward`;
         ``kind`` names the item type, so a DDP replay of an empty item reuses one of the same kind."""
 
@@ -152,11 +189,22 @@ class UpdateContext(Protocol):
 
 
 class Algorithm(ABC):
-    """Base class. Subclasses set ``needs_task`` and implement ``rollout`` and ``loss``; they may
-    override ``update`` (own the step), ``on_step_start`` (phases) and ``state_dict`` (memory)."""
+    """Base class and contract (``autogaze.interfaces.Algorithm``). Subclasses set ``needs_task`` and
+    implement ``from_config``, ``rollout`` and ``loss``; they may override ``validate_config`` and
+    ``check_experiment`` (config checks), ``update`` (own the step), ``on_step_start`` (phases) and
+    ``state_dict`` (memory)."""
 
     #: whether the trainer must run the task on the rollout before ``loss``.
     needs_task: bool = True
+
+    @classmethod
+    def validate_config(cls, cfg: dict) -> Any:
+        """Parse and check the ``algorithm`` group without building anything; default: nothing to check."""
+        return None
+
+    @staticmethod
+    def check_experiment(exp) -> None:
+        """Rules about the other groups (an ExperimentConfig), checked before any work; default: none."""
 
     def prepare(self, batch: Batch) -> Batch:
         """Reshape the batch before the rollout (GRPO expands it into groups)."""

@@ -116,7 +116,7 @@ class GRPO(Algorithm):
     needs_task = True  # the reward comes from the task
     #: Encode each clip once per step instead of three times on all G copies (probe, rollout,
     #: re-score); same values and gradients (tests/test_grpo_speed.py), so not a config key. Only
-    #: for policies whose model has ``encode_video`` (AutoGaze); others are called as before.
+    #: for models with a reusable encoder (``encode_video`` gives tokens: AutoGaze); others run as before.
     share_vision_tokens: bool = True
 
     def __init__(self, cfg: GRPOConfig):
@@ -142,19 +142,16 @@ class GRPO(Algorithm):
         inside the scorer (so DDP sees it) and repeats the tokens over the G copies.
         """
         G = batch.group_size
-        shared, score_kw = {}, {}
-        encode = getattr(policy.model, "encode_video", None)
-        if self.share_vision_tokens and encode is not None:
-            with torch.no_grad():
-                tokens = encode(batch.video[: batch.batch_size // G])   # [B, T, V_tok, D]
-            shared = {"vision_tokens": repeat_groups(tokens, G)}        # -> [(g b), T, V_tok, D]
-            score_kw = {"group_size": G}
-        budget = policy.sample_budget(batch.video, group_size=G, temperature=temperature, **shared)
-        sampled = policy.generate(batch.video, budget, temperature=temperature, **shared)
+        tokens = policy.encode_video(batch.video[: batch.batch_size // G]) if self.share_vision_tokens else None
+        shared = None if tokens is None else repeat_groups(tokens, G)   # [B, T, V_tok, D] -> [(g b), T, V_tok, D]
+        score_group = None if tokens is None else G                      # the scorer encodes the first copy only
+        budget = policy.sample_budget(batch.video, group_size=G, temperature=temperature, vision_tokens=shared)
+        sampled = policy.generate(batch.video, budget, temperature=temperature, vision_tokens=shared)
         if self.cfg.score_under_sampling_distribution:
-            scores = policy.score(batch.video, sampled.gazes, temperature=temperature, masked=True, **score_kw)
+            scores = policy.score(batch.video, sampled.gazes, temperature=temperature, masked=True,
+                                  group_size=score_group)
         else:  # upstream: unmasked, temperature 1
-            scores = policy.score(batch.video, sampled.gazes, temperature=1.0, masked=False, **score_kw)
+            scores = policy.score(batch.video, sampled.gazes, temperature=1.0, masked=False, group_size=score_group)
         return GazeRollout(sampled.gazes, scores, budget, sampled.sample_log_probs)
 
     def loss(self, batch: Batch, rollout: GazeRollout, task_out: TaskOutput | None) -> AlgorithmOutput:

@@ -52,6 +52,11 @@ class Episodes:
     def batch_size(self) -> int:
         return int(self.is_masked.shape[0])
 
+    @property
+    def skipped_paths(self) -> tuple[str, ...]:
+        """StepItem: stored episodes drop no videos (their clips were counted at the MAE step)."""
+        return ()
+
     def select(self, rows: Tensor) -> "Episodes":
         """The episodes at ``rows`` (LongTensor [k]), in that order."""
         rows = rows.to(self.is_masked.device)
@@ -74,6 +79,10 @@ class EmptyItem:
     """A slot with no episodes (see the module docstring); the trainer skips or replays it."""
 
     batch_size: int = 0
+
+    @property
+    def skipped_paths(self) -> tuple[str, ...]:
+        return ()
 
 
 class PPOMemory:

@@ -180,7 +180,7 @@ class TATSPPO(Algorithm):
         if self.phase == "warmup":
             budget = policy.sample_budget(batch.video)                              # total [B] = N_v
             B, T_ = budget.max_gazes.shape
-            is_visible = random_visible(B, T_, policy.model.tokens_per_frame, budget.total,
+            is_visible = random_visible(B, T_, policy.tokens_per_frame, budget.total,
                                         device=batch.video.device)                  # global RNG, as sampling
             return GazeRollout(gazes_from_visible(is_visible), None, budget)
         tokens = policy.task_tokens(batch.video_for_task)                           # X [B, N, D], MAE grad

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
 from autogaze.datasets.decode import BACKENDS, BadVideo, load_clip
 from autogaze.datasets.labels import collate_labels, label_key, load_labels
 from autogaze.datasets.device_transform import LoaderBatch, RawBatch, RawPlan, stack_frames
 from autogaze.datasets.transforms import RandomResizedCrop, VideoTransform, center_square, square_box
+from autogaze.interfaces import DatasetBase
 from autogaze.types import Batch
 from autogaze.utils.normalization import IMAGENET_MEAN, IMAGENET_STD
 from autogaze.utils.parsing import ConfigError, check_choice, check_keys, parse_scales, parse_str_list
@@ -88,7 +88,7 @@ class Skipped:
     reason: str
 
 
-class VideoFolder(Dataset):
+class VideoFolder(DatasetBase):
     def __init__(self, cfg: DatasetConfig, split: str, gaze_transform: VideoTransform,
                  task_transform: VideoTransform, seed: int = 0):
         self.cfg, self.split, self.seed, self.epoch = cfg, split, seed, 0

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import torch
-from torch import nn
 
 from autogaze.evaluation.loop import eval_mode, nonempty_batches
+from autogaze.interfaces import GazeModel, Task
 from autogaze.types import Batch, Budget, Gazes
 
 
@@ -32,7 +32,7 @@ def last_real_slot(gazes: Gazes) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_adaptive(model: nn.Module, random_model: nn.Module, task: nn.Module, batches: Iterable[Batch],
+def evaluate_adaptive(model: GazeModel, random_model: GazeModel, task: Task, batches: Iterable[Batch],
                       taus: Sequence[float], *, cap: float = 0.75, seed: int = 0,
                       max_batches: int | None = None) -> list[dict[str, float]]:
     """One row per tau (see module doc), clip-weighted over ``batches``. ``random_model`` is a
@@ -80,7 +80,7 @@ def adaptive_table(specs: list[str], config, taus: Sequence[float], *, cap: floa
     random_model, _ = M.load_gaze_model("random", dict(exp.model), seed)
     rows = []
     for spec in M.load_gaze_models(list(specs), dict(exp.model), seed):
-        if not hasattr(spec.model, "score"):
+        if not spec.model.can_score:  # baselines: no task-loss head to stop with
             continue
         loader = M.make_loader(exp, split, spec.preprocessing, batch_size)
         for r in evaluate_adaptive(spec.model, random_model, task, loader, taus, cap=cap, seed=seed,

@@ -15,14 +15,14 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
-from torch import nn
 
 from autogaze.evaluation.loop import eval_mode, nonempty_batches
+from autogaze.interfaces import GazeModel
 from autogaze.types import Batch, Budget
 
 
 @torch.no_grad()
-def imitation_metrics(model: nn.Module, batches: Iterable[Batch], *, device: str | torch.device = "cpu",
+def imitation_metrics(model: GazeModel, batches: Iterable[Batch], *, device: str | torch.device = "cpu",
                       max_batches: int | None = None) -> dict[str, float]:
     """Clip-weighted imitation metrics of an AutoGaze ``model`` on labelled ``batches`` (see module doc)."""
     sums = dict(top1=0.0, top1_unmasked=0.0, slots=0.0, jaccard=0.0, first_frame_jaccard=0.0,
@@ -67,7 +67,7 @@ def imitation_table(specs: list[str], config, labels: str, *, split: str = "val"
     exp.dataset["gt_gazing_pos_paths"] = {split: labels}
     rows = []
     for spec in M.load_gaze_models(list(specs), dict(exp.model), seed):
-        if not hasattr(spec.model, "score"):
+        if not spec.model.can_score:
             continue  # baselines have no distribution to score
         loader = M.make_loader(exp, split, spec.preprocessing, batch_size)
         m = imitation_metrics(spec.model, loader, max_batches=max_batches)

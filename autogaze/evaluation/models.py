@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from autogaze.datasets.video_folder import TASK_PREPROCESSING
+from autogaze.interfaces import GazeModel, Task
 
 BASELINES = ("random", "grid", "framediff", "full")
 #: preprocessor_config.json keys that VideoTransform reads; the rest (size, crop) is the task's.
@@ -30,7 +30,7 @@ _PREP_KEYS = ("do_resize", "do_rescale", "rescale_factor", "offset", "do_normali
 @dataclass
 class GazeSpec:
     name: str
-    model: nn.Module
+    model: GazeModel
     preprocessing: dict  # the gaze-side frame normalisation this model was trained with
 
 
@@ -64,7 +64,7 @@ def default_name(ref: str) -> str:
     return path.parent.name if path.name.startswith("checkpoint") else path.name
 
 
-def load_gaze_model(ref: str, model_cfg: dict, seed: int = 0) -> tuple[nn.Module, dict]:
+def load_gaze_model(ref: str, model_cfg: dict, seed: int = 0) -> tuple[GazeModel, dict]:
     """One spec's REF -> (model in eval mode, its preprocessing). ``model_cfg``: the task
     experiment's ``model`` block (its scales and frame count size the baselines)."""
     from autogaze.models import baselines
@@ -110,7 +110,7 @@ def load_experiment(config: str | Path, data_root: str | None = None, clip_len: 
     return parse_config(raw, "evaluate")
 
 
-def load_task(exp, config: str | Path, weights: str | Path | None = None) -> nn.Module:
+def load_task(exp, config: str | Path, weights: str | Path | None = None) -> Task:
     """The frozen task. Weights: ``weights``, else the config's trainer.task_weights, else the
     experiment's own checkpoint_latest_task.pt (a demo_mae-style run that trained the task)."""
     from autogaze.build import build_task

@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from autogaze.interfaces import GazeModelBase
+
 from autogaze.models.autogaze.budget import BudgetSampler
 from autogaze.labeling.budgets import LabelBudget
 from autogaze.labeling.greedy import label_clip
 from autogaze.types import Budget, GazeRollout, Gazes
 
 
-class GreedyOracle(nn.Module):
+class GreedyOracle(GazeModelBase):
     """Greedy MAE-loss search (paper section 3.2) behind the gaze-model interface."""
 
     uses_task_video = True

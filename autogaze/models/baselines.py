@@ -2,9 +2,9 @@
 
 Selected with ``model=random|grid|framediff|full``. They read the same ``model`` keys as AutoGaze
 (scales, budget strategies), so an experiment can swap them in for training the task
-(``algorithm=dummy``) or for evaluation. They have no parameters and no policy: ``score`` is not
-defined, a task-loss requirement is ignored (no predictor), and the ``self`` per-frame strategy
-(which needs a policy) is rejected.
+(``algorithm=dummy``) or for evaluation. They have no parameters and no policy: ``can_score`` is
+False and ``score`` raises, a task-loss requirement is ignored (no predictor), and the ``self``
+per-frame strategy (which needs a policy) is rejected.
 
 Every baseline fills each frame up to its budget ``max_gazes[b, t]``; ``num_per_frame`` is the
 batch maximum and shorter rows are padded (``is_padded``), as AutoGaze's output is.
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from autogaze.interfaces import GazeModelBase
 from autogaze.models.autogaze.budget import BudgetSampler, expand_groups, ratios_to_budget
 from autogaze.models.autogaze.config import GAZE_PATCH_SIZE, AutoGazeConfig
 from autogaze.models.autogaze.token_space import TokenSpace
@@ -22,7 +23,7 @@ from autogaze.types import Budget, GazeRollout, Gazes
 from autogaze.utils.parsing import ConfigError
 
 
-class BaselineGaze(nn.Module):
+class BaselineGaze(GazeModelBase):
     """Shared budget handling; subclasses implement ``token_scores`` or override ``generate``."""
 
     def __init__(self, config: AutoGazeConfig):

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from transformers import VideoMAEConfig
 from transformers.models.videomae.modeling_videomae import VideoMAEPatchEmbeddings
 
+from autogaze.interfaces import GazeModelBase
 from autogaze.types import Budget, GazeRollout, Gazes, GazeScores, repeat_groups
 
 from .config import SamplerConfig
@@ -59,8 +60,10 @@ class TokenDistribution:
         return -(self.log_probs.exp() * self.log_probs).sum(-1)
 
 
-class TokenSampler(nn.Module):
+class TokenSampler(GazeModelBase):
     """Base of AdaMAE and TATS; subclasses implement ``token_logits`` (and maybe ``token_value``)."""
+
+    can_score = True
 
     def __init__(self, config: SamplerConfig):
         super().__init__()

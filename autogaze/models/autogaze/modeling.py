@@ -13,12 +13,14 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from autogaze.interfaces import GazeModelBase
 from autogaze.models.autogaze.budget import BudgetSampler, expand_groups, ratios_to_budget
 from autogaze.models.autogaze.config import GAZE_PATCH_SIZE, AutoGazeConfig
 from autogaze.models.autogaze.decoder import (GazeDecoder, build_teacher_forcing_inputs, positions_from_mask,
                                               sequence_layout)
 from autogaze.models.autogaze.generation import DecodeState, SamplerSettings, generate_frames
 from autogaze.models.autogaze.scoring import read_positions, score_hidden
+from autogaze.models.autogaze.speed import SpeedOptions, apply_speed_options, current_speed_options
 from autogaze.models.autogaze.token_space import TokenSpace
 from autogaze.models.autogaze.vision_encoder import Connector, ShallowVideoConvNet
 from autogaze.types import Budget, Gazes, GazeRollout, GazeScores
@@ -40,8 +42,14 @@ class GazingModel(nn.Module):
         return self.connector(tokens), cache
 
 
-class AutoGaze(PreTrainedModel):
-    """AutoGaze gaze model. ``token_space`` describes the P = sum (s//16)^2 patch vocabulary."""
+class AutoGaze(PreTrainedModel, GazeModelBase):
+    """AutoGaze gaze model. ``token_space`` describes the P = sum (s//16)^2 patch vocabulary.
+
+    GazeModelBase comes after PreTrainedModel, so HF's save_pretrained wins; it adds the interface
+    defaults (no task tokens or task video, ``image_processor`` None until ``from_config`` sets one).
+    """
+
+    can_score = True
 
     config_class = AutoGazeConfig
     base_model_prefix = "gazing_model"
@@ -90,6 +98,16 @@ class AutoGaze(PreTrainedModel):
     @property
     def tokens_per_frame(self) -> int:
         return self.token_space.tokens_per_frame
+
+    @property
+    def speed_options(self) -> SpeedOptions:
+        """The code paths in effect (speed.py), every field concrete (oneDNN: the process-wide route)."""
+        return current_speed_options(self)
+
+    def set_speed_options(self, opts: SpeedOptions) -> SpeedOptions:
+        """Select fast or reference code paths (``SpeedOptions.reference()``); same values either
+        way. Returns the previous options; ``speed.speed_options(model, opts)`` restores them itself."""
+        return apply_speed_options(self, opts)
 
     # ------------------------------------------------------------------ typed API
     def encode_video(self, video: Tensor) -> Tensor:

@@ -20,8 +20,8 @@ Loss: per-token error e_i = mean_d (yhat_id - y_id)^2 against the normalised-pix
 * ``loss_per_token`` [B, N] = e_i (detached, **+error**, 0 on visible tokens) and
   ``token_is_target`` [B, N]: what TATS / AdaMAE reward their sampler with.
 * no task-loss predictor: ``task_loss_targets`` are zeros and ``task_loss_mask`` all False.
-* ``reconstruction`` is None: the predictions are normalised per tubelet, not pixels. There is no
-  ``visualize`` either, so validation pictures need ``draw`` off for this task.
+* ``reconstruction`` is None: the predictions are normalised per tubelet, not pixels, and
+  ``visualize`` is TaskBase's (it draws nothing), so validation logs no picture for this task.
 """
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ import os
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from autogaze.interfaces import TaskBase
 from autogaze.tasks.video_mae_reconstruction.weights import LoadReport, WeightsError, read_state_dict
 from autogaze.types import Gazes, TaskOutput
 from autogaze.utils.parsing import ConfigError, parse_scales
@@ -43,7 +44,7 @@ from autogaze.utils.normalization import PixelNormalization
 from .targets import tubelet_targets
 
 
-class TubeVideoMAE(nn.Module):
+class TubeVideoMAE(TaskBase):
     """Trainable tube VideoMAE reward. Submodule ``mae`` (a ``TubeMAE``) holds every parameter."""
 
     def __init__(self, config: TubeMAEConfig | None = None, **task_keys: Any):

@@ -16,8 +16,9 @@ import os
 from typing import Any, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from autogaze.interfaces import TaskBase
 from autogaze.types import Gazes, TaskOutput
 from autogaze.utils.parsing import ConfigError, parse_scales
 
@@ -27,7 +28,7 @@ from .model import MultiScaleViTMAE
 from .weights import LoadReport, load_stock_vit_mae, load_task_state_dict, read_state_dict
 
 
-class VideoMAEReconstruction(nn.Module):
+class VideoMAEReconstruction(TaskBase):
     """Multi-scale block-causal VideoMAE reward. Submodule ``mae`` carries every saved parameter."""
 
     def __init__(self, config: TaskConfig | None = None, **task_keys: Any):
