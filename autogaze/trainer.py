@@ -279,10 +279,16 @@ class Trainer:
             is_last = i == len(items) - 1
             weight = 1.0
             if item.batch_size == 0:  # every clip of it was undecodable (counted above)
-                last = self._last_items.get(kind)
-                if last is None or not (is_last and self.ddp_modules):
+                if not (is_last and self.ddp_modules):
                     continue
-                # DDP needs every rank in the final all-reduce: replay a previous item at weight 0.
+                # DDP needs every rank in the final all-reduce: replay a previous item at weight 0
+                # (on a rank whose run began with undecodable clips, a decodable clip of the split).
+                last = self._last_items.get(kind)
+                if last is None and kind == "batch":
+                    last = self._replay_batch()
+                if last is None:
+                    raise RuntimeError(f"rank {self.dist.rank}: an empty {kind!r} item ends an optimizer step and "
+                                       "no earlier item of that kind exists to join DDP's all-reduce with")
                 item, weight = last, 0.0
             self._last_items[kind] = item
             with contextlib.ExitStack() as stack:
@@ -315,6 +321,16 @@ class Trainer:
             self.optimizer.step()
         sums["grad_norm"] = grad_norm
         return StepResult(sums, stepped, records)
+
+    def _replay_batch(self) -> Batch:
+        """One decodable clip of the train split, read in index order (not from the sampler, so the
+        data order is untouched): the weight-0 replay of a rank with nothing earlier to replay."""
+        collate = self.train_loader.collate_fn
+        for i in range(len(self.train_set)):
+            batch = collate([self.train_set[i]])
+            if batch.batch_size:
+                return batch
+        raise RuntimeError(f"rank {self.dist.rank}: no clip of the train split can be decoded")
 
     def _clip_and_norm(self) -> float:
         """Total grad norm (gaze and task clipped separately when ``truncate_grads``)."""

@@ -97,9 +97,10 @@ def rank_order(n: int, rank: int, world: int = WORLD) -> list[int]:
     return list(s)
 
 
-def bad_indices(bad_rank: int) -> list[int]:
-    """Both clips of ``bad_rank``'s second micro-batch of step 1 (micro 2, acc 2)."""
-    return rank_order(16, bad_rank)[2:4]
+def bad_indices(bad_rank: int, whole_step: bool = False) -> list[int]:
+    """Both clips of ``bad_rank``'s second micro-batch of step 1 (micro 2, acc 2), or with
+    ``whole_step`` all four clips of its step 1 (nothing earlier to replay)."""
+    return rank_order(16, bad_rank)[0 if whole_step else 2:4]
 
 
 # ---------------------------------------------------------------------------------- trainers
@@ -129,7 +130,7 @@ def _trainer(info: DistInfo, exp: Path, kind: str, bad_rank: int | None = None) 
                        ClipDataset.collate, info, exp, log, {})
     # replay: global batch 8: 2 ranks x micro 2 x acc 2, or 1 rank x micro 2 x acc 4
     cfg = TrainerConfig(batch_size=8, per_gpu_max_batch_size=2, lr=0.1, **common)
-    ds = BadClips(bad_indices(bad_rank) if bad_rank is not None else ())
+    ds = BadClips(bad_indices(bad_rank, kind == "replay_first") if bad_rank is not None else ())
     return Trainer(cfg, DoubleGazeModel(), DoubleTask(), NTP.from_config({"optimize_task_loss_prediction": True}),
                    ds, None, bad_collate, info, exp, log, {})
 
@@ -159,13 +160,14 @@ def _worker(rank: int, init_file: str, out: str) -> None:
                             timeout=datetime.timedelta(seconds=30))
     info = DistInfo(rank, rank, WORLD, torch.device("cpu"))
     results = {}
-    scenarios = [("grpo", None), ("replay", 1), ("replay", 0), ("tats_ppo", None), ("adamae", None)]
+    scenarios = [("grpo", None), ("replay", 1), ("replay", 0), ("replay_first", 1), ("tats_ppo", None),
+                 ("adamae", None)]
     try:
         for kind, bad_rank in scenarios:
             name = kind if bad_rank is None else f"{kind}{bad_rank}"
             try:
                 t = _trainer(info, Path(out) / name, kind, bad_rank)
-                metrics = _steps(t, 1 if kind == "replay" else GRPO_STEPS)
+                metrics = _steps(t, 1 if kind.startswith("replay") else GRPO_STEPS)
                 results[name] = {"params": _params(t), "metrics": metrics, "state": vars(t.state).copy(),
                                  "geom": (t.geom.micro_batch, t.geom.acc_steps), "task": _task_params(t)}
             except Exception:
@@ -302,3 +304,24 @@ def test_token_algorithms_two_ranks_equal_one_with_accumulation(ddp, tmp_path, k
         if kind == "tats_ppo":  # 2 PPO epochs of one minibatch (the whole memory) each
             assert m_ddp["ppo_steps"] == m_single["ppo_steps"] == 2
             assert m_ddp["ppo_grad_norm"] == pytest.approx(m_single["ppo_grad_norm"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_rank_whose_first_step_is_all_bad_replays_a_clip_of_the_split(ddp, tmp_path):
+    """Rank 1's first four clips are undecodable, so it has no earlier micro-batch to replay: it
+    replays the split's first decodable clip at weight 0 instead of leaving the all-reduce."""
+    res = _ok(ddp, "replay_first1")
+    for r in range(WORLD):
+        assert res[r]["state"]["train_step"] == 1 and res[r]["state"]["skipped_videos"] == 4
+    for k in res[0]["params"]:
+        assert torch.equal(res[0]["params"][k], res[1]["params"][k]), k
+    assert res[1]["metrics"][0]["loss"] == 0.0                      # the replay reports nothing
+
+    ref = _trainer(DistInfo(), tmp_path / "ref", "replay_first", 1)
+    ds = ref.train_set
+    micro = [bad_collate([ds[i] for i in rank_order(16, r)[s:s + 2]]) for r in range(WORLD) for s in (0, 2)]
+    assert [m.batch_size for m in micro] == [2, 2, 0, 0]
+    init = _params(ref)
+    ref.train_step(micro)                                            # rank 0's clips, weighted 1/4 each
+    _assert_params_close(res[0]["params"], _params(ref), atol=1e-6)
+    assert not torch.equal(init["proj.weight"], res[0]["params"]["proj.weight"])
