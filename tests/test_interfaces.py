@@ -43,7 +43,10 @@ TINY_AUTOGAZE = ["scales=32+64", "num_vision_tokens_each_frame=20", "max_num_fra
                  "gaze_model_config.gaze_decoder_config.num_attention_heads=2",
                  "gaze_model_config.gaze_decoder_config.num_hidden_layers=1",
                  "preprocessing.size.shortest_edge=64"]
-TINY_TASK = {"video_mae_reconstruction": ["recon_model=tiny", "scales=32+64"], "tube_video_mae": []}
+TINY_TASK = {"video_mae_reconstruction": ["recon_model=tiny", "scales=32+64"], "tube_video_mae": [],
+             "video_feature_reconstruction": ["vision_model=tiny-siglip", "scales=32+64",
+                                              "recon_model_config.decoder_num_attention_heads=2",
+                                              "recon_model_config.decoder_intermediate_size=64"]}
 AUTOGAZE_KEYS = ("autogaze", "random", "grid", "framediff", "full")
 
 
@@ -103,7 +106,7 @@ def test_every_packaged_task_is_a_task(name):
     task = build_task(_exp(task=_body("task", name)))
     assert isinstance(task, Task) and conformance_problems(task, Task) == []
     assert conformance_problems(type(task), Configurable) == []
-    assert (task.embed_tokens is None) == (name == "video_mae_reconstruction")  # only the tube MAE shares X
+    assert (task.embed_tokens is None) == (name != "tube_video_mae")  # only the tube MAE shares X
     assert set(task.trainable_state_dict()) == set(task.state_dict())
 
 

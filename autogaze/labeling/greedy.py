@@ -14,7 +14,9 @@ All candidates of a step are scored together, ``candidate_batch`` MAE rows per f
 embedded once, and the encoder and decoder states of CLS and of the labelled frames < t are kept as
 per-layer keys and values (``ClipCache``, block-causal prefix caching): a candidate row runs only its
 frame-t tokens, n + 1 in the encoder and P in the decoder, against them. Picks and losses equal
-scoring each candidate through the task's public forward (tests/test_label_greedy.py).
+scoring each candidate through the task's public forward (tests/test_label_greedy.py). Tasks the cache
+cannot run (any task but the VideoMAE one) are scored through that public forward instead
+(forward_scorer.py): slower, same picks.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from autogaze.labeling.forward_scorer import ForwardClip
+from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
 from autogaze.tasks.video_mae_reconstruction.embeddings import decoder_position_rows
 from autogaze.tasks.video_mae_reconstruction.prefix_cache import BlockCausalCache
 from autogaze.utils.parsing import ConfigError
@@ -137,9 +141,20 @@ class FrameScorer:
         return loss.float()
 
 
+def has_prefix_cache(task) -> bool:
+    """ClipCache re-runs the VideoMAE task's own layers block by block, so it serves that task (and its
+    subclasses) only; every other task is scored through its public forward."""
+    return isinstance(task, VideoMAEReconstruction)
+
+
+def open_clip(task, video: Tensor, precision: str = "fp32") -> ClipCache | ForwardClip:
+    """The clip's scorer source: the prefix cache where the task has one, else the public-forward scorer."""
+    return ClipCache(task, video, precision) if has_prefix_cache(task) else ForwardClip(task, video, precision)
+
+
 def frame_scorer(task, video: Tensor, t: int, context: list[list[int]], precision: str = "fp32") -> FrameScorer:
     """A scorer of frame t with ``context`` (global ids of frames 0..t-1) as the earlier labels."""
-    cache = ClipCache(task, video, precision)
+    cache = open_clip(task, video, precision)
     for s, frame in enumerate(context):
         cache.add_frame(s, [g - s * cache.P for g in frame])
     return cache.scorer(t)
@@ -171,7 +186,8 @@ def label_clip(task, video: Tensor, budgets: list[int], candidate_batch: int = 6
                precision: str = "fp32", on_forward=None) -> ClipLabels:
     """Greedy labels of one clip.
 
-    task: VideoMAEReconstruction; video [T, 3, S, S] (task-normalised, on the task's device);
+    task: any frozen Task (VideoMAEReconstruction uses the prefix cache); video [T, 3, S, S] (task-normalised,
+    on the task's device);
     budgets: T per-frame gaze counts (each >= 1). ``on_forward``, if given, is called once per MAE
     forward (tests count forwards with it).
     """
@@ -180,7 +196,7 @@ def label_clip(task, video: Tensor, budgets: list[int], candidate_batch: int = 6
         raise ValueError(f"need one budget per frame: {len(budgets)} budgets for T={T} frames")
     gazing_pos: list[list[int]] = []
     task_losses: list[list[float]] = []
-    cache = ClipCache(task, video, precision)
+    cache = open_clip(task, video, precision)
     for t in range(T):
         scorer = cache.scorer(t)
         if on_forward is not None:
