@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from autogaze.interfaces import TaskBase
 from autogaze.types import Gazes, TaskOutput
@@ -20,6 +20,23 @@ from autogaze.utils.parsing import ConfigError, parse_scales
 
 class FrameRewardTask(TaskBase):
     """Base of tasks whose reward is minus a loss per rebuilt frame."""
+
+    @property
+    def frame_size(self) -> int:
+        """Side of the square frames the task takes (the largest scale)."""
+        return self.scales[-1]
+
+    @property
+    def gaze_model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the gaze model's forward: the task's scales and patch."""
+        return {"target_scales": self.scales, "target_patch_size": self.patch_size}
+
+    def _set_mae_trainable(self, mae: nn.Module, trainable: bool) -> None:
+        """``trainer.train_task`` for a MultiScaleViTMAE-shaped module: every parameter but the fixed
+        sin-cos position tables (requires_grad=False in ViT-MAE too)."""
+        self.trainable = bool(trainable)
+        for name, p in mae.named_parameters():
+            p.requires_grad_(self.trainable and not name.endswith(("position_embeddings", "decoder_pos_embed")))
 
     def check_compatible(self, gaze_scales: Any, gaze_tokens_per_frame: int, frame_size: int | None = None) -> None:
         """Raise ConfigError unless the gaze model and the task share one token space."""

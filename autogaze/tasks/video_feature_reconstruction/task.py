@@ -105,22 +105,10 @@ class VideoFeatureReconstruction(FrameRewardTask):
     def tokens_per_frame(self) -> int:
         return self.predictor.tokens_per_frame
 
-    @property
-    def frame_size(self) -> int:
-        """Side of the square frames the task takes (the largest scale)."""
-        return self.scales[-1]
-
-    @property
-    def gaze_model_kwargs(self) -> dict[str, Any]:
-        return {"target_scales": self.scales, "target_patch_size": self.patch_size}
-
     # ----------------------------------------------------------------- modes and weights
     def set_trainable(self, trainable: bool) -> "VideoFeatureReconstruction":
         """``trainer.train_task``: True trains the predictor; the tower is frozen whatever the value."""
-        self.trainable = bool(trainable)
-        for name, p in self.predictor.named_parameters():
-            # ViT-MAE's sin-cos position tables are fixed (requires_grad=False there too).
-            p.requires_grad_(self.trainable and not name.endswith(("position_embeddings", "decoder_pos_embed")))
+        self._set_mae_trainable(self.predictor, trainable)
         return self.train(self.training)
 
     def train(self, mode: bool = True) -> "VideoFeatureReconstruction":

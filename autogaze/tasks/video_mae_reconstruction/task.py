@@ -74,23 +74,10 @@ class VideoMAEReconstruction(FrameRewardTask):
     def tokens_per_frame(self) -> int:
         return self.mae.tokens_per_frame
 
-    @property
-    def frame_size(self) -> int:
-        """Side of the square frames the task takes (the largest scale)."""
-        return self.scales[-1]
-
-    @property
-    def gaze_model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the gaze model's forward: the task's scales and patch."""
-        return {"target_scales": self.scales, "target_patch_size": self.patch_size}
-
     # ----------------------------------------------------------------- modes
     def set_trainable(self, trainable: bool) -> "VideoMAEReconstruction":
         """``trainer.train_task``: True gives the MAE gradients; False = frozen, eval, no_grad."""
-        self.trainable = bool(trainable)
-        for name, p in self.mae.named_parameters():
-            # The sin-cos position tables are fixed in ViT-MAE (requires_grad=False there too).
-            p.requires_grad_(self.trainable and not name.endswith(("position_embeddings", "decoder_pos_embed")))
+        self._set_mae_trainable(self.mae, trainable)
         return self.train(self.training)
 
     def train(self, mode: bool = True) -> "VideoMAEReconstruction":
