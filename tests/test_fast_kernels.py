@@ -53,16 +53,18 @@ def test_onednn_linear_values_and_grads(bias, onednn):
 
 def test_linear_route_rules(model):
     w = torch.randn(192, 192)
-    assert not fast_linear.use_onednn(torch.randn(1, 192), w)  # one row: MKL is faster
-    assert not fast_linear.use_onednn(torch.randn(64, 192, dtype=torch.float64), w)  # fp32 only
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # autocast decides the kernel
-    assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # off until an entry point enables it
-    assert model.speed_options.onednn_linear is False
-    with speed_options(model, SpeedOptions(onednn_linear=True)) as opts:
-        assert opts.onednn_linear == fast_linear._AVAILABLE  # process-wide, read back through the options
-        assert fast_linear.use_onednn(torch.randn(64, 192), w) == fast_linear._AVAILABLE
-    assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # restored
+    # the route is process-wide and an earlier test's entry point may have installed it: start from off
+    with speed_options(model, SpeedOptions(onednn_linear=False)):
+        assert not fast_linear.use_onednn(torch.randn(1, 192), w)  # one row: MKL is faster
+        assert not fast_linear.use_onednn(torch.randn(64, 192, dtype=torch.float64), w)  # fp32 only
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # autocast decides the kernel
+        assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # off until enabled
+        assert model.speed_options.onednn_linear is False
+        with speed_options(model, SpeedOptions(onednn_linear=True)) as opts:
+            assert opts.onednn_linear == fast_linear._AVAILABLE  # process-wide, read back through the options
+            assert fast_linear.use_onednn(torch.randn(64, 192), w) == fast_linear._AVAILABLE
+        assert not fast_linear.use_onednn(torch.randn(64, 192), w)  # restored
 
 
 def test_fast_path_traces_under_torch_compile(model):
