@@ -23,7 +23,7 @@ overrides listed in ``ntp_overrides`` and ``grpo_overrides``. ``make demo`` firs
 real videos for stage 9 (scripts/get_real_videos.sh); without them that stage is skipped.
 
 ``--preset proof`` runs the same stages at 16 frames of 128 px with scales 32+64+128 (84 patches per
-frame) and 2048 labelled clips, in about 75 minutes on 2 cores (``PRESETS`` in settings.py).
+frame) and 2048 labelled clips, in about 80 minutes on 2 cores (``PRESETS`` in settings.py).
 
 Your own videos: ``--data-root DIR`` takes a folder with train/ and val/ of .mp4 clips as is, or
 any folder of .mp4 files, which is cut into 8-frame, 64-px clips under <root>/data/user/ (every

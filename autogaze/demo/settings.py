@@ -93,9 +93,9 @@ class Demo:
 
 # Named sizes for ``python -m autogaze.demo --preset NAME``: each entry overrides Demo's defaults.
 # "proof" is the geometry where the policy has room to matter (16 frames, 3 scales, 84 patches per
-# frame), sized to fit about 75 minutes on 2 cores: the labeller dominates (about 1.6 s per clip
+# frame), sized to fit about 80 minutes on 2 cores: the labeller dominates (about 1.6 s per clip
 # per core at the paper's budgets), so it labels 2048 clips instead of 3072, and the per-step cost
-# of NTP (about 0.85 s) and GRPO (about 3.5 s) sets their step counts.
+# of NTP (about 0.85 s) and GRPO (about 4 s) sets their step counts.
 PRESETS: dict[str, dict[str, object]] = {
     "demo": {},
     "proof": dict(n_train=2048, clip_len=16, frame_size=128, scales="32+64+128",
