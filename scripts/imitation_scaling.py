@@ -7,6 +7,7 @@ Needs a demo-style root: ``<root>/exps/demo_mae`` (the task), ``<root>/data/{tra
     python -m autogaze.label --data-root R/data --split train ... --out R/data/gazing_labels.json
     python -m autogaze.label --data-root R/data --split val ... --out R/data/val_labels.json --seed 1
     python scripts/imitation_scaling.py --root R --clips 192,768,3072 --steps 600,2000
+    python scripts/imitation_scaling.py --root PROOF_ROOT --preset proof --clips 2048 --steps 600 [overrides]
 
 For each (clips, steps) it trains NTP with the demo's Stage-1 overrides on the first ``clips``
 labelled clips, then writes one row to ``<root>/imitation_scaling.csv``: teacher-forced top-1 and
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from autogaze.datasets.labels import write_labels
-from autogaze.demo import Demo, ntp_overrides, train
+from autogaze.demo import Demo, ntp_overrides, preset, train
 from autogaze.evaluate import evaluate_models
 from autogaze.evaluation.imitation import imitation_table
 from autogaze.utils.runtime import tune_cpu
@@ -38,6 +39,12 @@ def subset_labels(src: Path, n: int, out: Path) -> Path:
     return out
 
 
+def val_labels(demo: Demo) -> Path:
+    """The val clips' labels: the layout above, or a demo root's (``--preset``)."""
+    legacy = demo.root / "data" / "val_labels.json"
+    return legacy if legacy.is_file() else demo.val_labels
+
+
 def run_one(demo: Demo, n: int, steps: int, seed: int, tag: str = "", labels: Path | None = None) -> dict:
     name = f"ntp_n{n}_s{steps}_seed{seed}{tag}"
     exp = demo.exps / name
@@ -49,7 +56,7 @@ def run_one(demo: Demo, n: int, steps: int, seed: int, tag: str = "", labels: Pa
               overrides + [f"dataset.gt_gazing_pos_paths.train={labels}", f"trainer.max_steps={steps}"])
     config = demo.exps / "demo_mae" / "config.yaml"
     row = {"clips": n, "steps": steps, "seed": seed, "overrides": " ".join(demo.extra_overrides)}
-    for split, lab in (("train", labels), ("val", demo.root / "data" / "val_labels.json")):
+    for split, lab in (("train", labels), ("val", val_labels(demo))):
         m = imitation_table([f"ntp={exp}"], config, str(lab), split=split, data_root=str(demo.data), max_batches=8)[0]
         row.update({f"{split}_{k}": m[k] for k in ("top1", "jaccard")})
     curve, _ = evaluate_models([f"ntp={exp}", "random"], config, data_root=str(demo.data), ratios=[0.1, 0.2],
@@ -67,12 +74,17 @@ def main() -> None:
     p.add_argument("--steps", default="600")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--labels", type=Path, help="train labels (default <root>/data/gazing_labels.json)")
+    p.add_argument("--preset", help="a finished `python -m autogaze.demo --preset NAME --root ROOT` (its data, "
+                   "labels and geometry) instead of the layout above")
     p.add_argument("--tag", default="", help="suffix of the experiment names (for runs with overrides)")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides for the NTP runs")
     a = p.parse_args()
     torch.set_num_threads(1)
     tune_cpu()
-    demo = Demo(root=a.root, data_dir=a.root / "data", seed=a.seed, extra_overrides=a.overrides)
+    if a.preset:
+        demo = preset(a.preset, root=a.root, seed=a.seed, extra_overrides=a.overrides)
+    else:
+        demo = Demo(root=a.root, data_dir=a.root / "data", seed=a.seed, extra_overrides=a.overrides)
     rows = [run_one(demo, int(n), int(s), a.seed, a.tag, a.labels) for s in a.steps.split(",") for n in a.clips.split(",")]
     out = a.root / f"imitation_scaling{a.tag}.csv"
     with out.open("w", newline="") as f:
