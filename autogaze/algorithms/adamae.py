@@ -89,9 +89,6 @@ class AdaMAEAlgorithm(Algorithm):
         c = AdaMAEConfig(**cfg)
         return AdaMAEConfig(_check_weight("algorithm.sampler_loss_weight", c.sampler_loss_weight))
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "AdaMAEAlgorithm":
-        return cls(cls.validate_config(dict(cfg)))
 
     @staticmethod
     def check_experiment(exp) -> None:

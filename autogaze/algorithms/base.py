@@ -202,6 +202,11 @@ class Algorithm(ABC):
         """Parse and check the ``algorithm`` group without building anything; default: nothing to check."""
         return None
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Algorithm":
+        """Build from the Hydra ``algorithm`` group: ``cls(validate_config(cfg))``."""
+        return cls(cls.validate_config(dict(cfg)))
+
     @staticmethod
     def check_experiment(exp) -> None:
         """Rules about the other groups (an ExperimentConfig), checked before any work; default: none."""

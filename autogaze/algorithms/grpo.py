@@ -127,9 +127,6 @@ class GRPO(Algorithm):
     def validate_config(cls, cfg: dict) -> GRPOConfig:
         return validate_grpo_config(dict(cfg))
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "GRPO":
-        return cls(cls.validate_config(cfg))
 
     def prepare(self, batch: Batch) -> Batch:
         return expand_groups(batch, self.cfg.group_size)

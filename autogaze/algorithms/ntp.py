@@ -34,9 +34,6 @@ class NTP(Algorithm):
         check_keys("algorithm", cfg.keys(), NTPConfig.__dataclass_fields__)
         return NTPConfig(**cfg)
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "NTP":
-        return cls(cls.validate_config(cfg))
 
     def rollout(self, policy: GazePolicy, batch: Batch, temperature: float) -> GazeRollout:
         if batch.labels is None:

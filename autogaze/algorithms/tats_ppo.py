@@ -149,9 +149,6 @@ class TATSPPO(Algorithm):
     def validate_config(cls, cfg: dict) -> TATSPPOConfig:
         return validate_tats_ppo_config(dict(cfg))
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "TATSPPO":
-        return cls(cls.validate_config(cfg))
 
     @staticmethod
     def check_experiment(exp) -> None:
