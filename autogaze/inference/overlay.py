@@ -63,7 +63,10 @@ class OverlayWriter:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=rate)
         self.stream.width, self.stream.height, self.stream.pix_fmt = self.out_w, self.out_h, "yuv420p"
-        self.stream.options = {"crf": "20", "preset": "veryfast"} if codec == "libx264" else {"qscale": "3"}
+        if codec == "libx264":
+            self.stream.options = {"crf": "20", "preset": "veryfast"}
+        else:  # a fixed quantiser; mpeg4 ignores it as an option and would drift at its default bit rate
+            self.stream.codec_context.qscale = 3
         self.num_written = 0
 
     def __call__(self, frames: np.ndarray, gazes: Sequence[FrameGazes]) -> None:
