@@ -24,7 +24,12 @@ class Demo:
     frame_size: int = 64                  # pixels; scales 32+64 -> 4 + 16 = 20 patches per frame
     scales: str = "32+64"
     pan_fraction: float = 0.25            # share of synthetic clips with a panning camera
-    mae_steps: int = 600                  # optimizer steps of the small VideoMAE
+    mae_steps: int = 2000                 # optimizer steps of the small VideoMAE (600: it did not yet copy)
+    # The MAE's training gazes split each clip's random budget over frames by Dirichlet(w, 1, ..., 1):
+    # frame 0 gets most, later frames few, so rebuilding a later frame pays only by copying the
+    # static background from earlier frames (docs/results.md, "The MAE did not use earlier frames").
+    # 0 = the uniform split (every frame alike), with which the tiny MAE never learned to copy.
+    mae_first_frame_weight: float = 30.0
     ntp_steps: int = 2000                 # optimizer steps of NTP (600: held-out loss 0.999 vs 0.982 at 2000)
     eval_ratio: float = 0.2               # NTP's validation ratio (4 of 20 patches per frame)
     compare_ratios: tuple[float, ...] = (0.1, 0.2)  # ratios of the greedy-label comparison (2 and 4 patches)

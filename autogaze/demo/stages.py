@@ -33,12 +33,21 @@ def stage_data(demo: Demo) -> None:
     (demo.root / "data" / "data_done").write_text(str(demo.data))
 
 
+def mae_overrides(demo: Demo) -> list[str]:
+    """Stage ``mae``'s overrides of the demo_mae experiment (its data, geometry, steps and gaze split)."""
+    overrides = [f"dataset.root={demo.data}", f"dataset.clip_len={demo.clip_len}",
+                 f"model.scales={demo.scales}", f"model.num_vision_tokens_each_frame={demo.tokens_per_frame}",
+                 f"task.scales={demo.scales}", f"trainer.max_steps={demo.mae_steps}"]
+    if demo.mae_first_frame_weight > 0:
+        alpha = ",".join([f"{demo.mae_first_frame_weight:g}"] + ["1"] * (demo.clip_len - 1))
+        key = "model.gazing_ratio_each_frame_config"
+        overrides += [f"{key}.sample_strategy_during_training=dirichlet", f"{key}.dirichlet.alpha='{alpha}'"]
+    return overrides
+
+
 def stage_mae(demo: Demo) -> None:
     """A small VideoMAE trained from scratch on random gazes: the reward and the labeller's scorer."""
-    train(demo, "demo_mae", "demo_mae", [
-        f"dataset.root={demo.data}", f"dataset.clip_len={demo.clip_len}",
-        f"model.scales={demo.scales}", f"model.num_vision_tokens_each_frame={demo.tokens_per_frame}",
-        f"task.scales={demo.scales}", f"trainer.max_steps={demo.mae_steps}"])
+    train(demo, "demo_mae", "demo_mae", mae_overrides(demo))
 
 
 def label_args(demo: Demo, split: str, out: Path, seed: int) -> list[str]:
