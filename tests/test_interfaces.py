@@ -46,7 +46,8 @@ TINY_AUTOGAZE = ["scales=32+64", "num_vision_tokens_each_frame=20", "max_num_fra
 TINY_TASK = {"video_mae_reconstruction": ["recon_model=tiny", "scales=32+64"], "tube_video_mae": [],
              "video_feature_reconstruction": ["vision_model=tiny-siglip", "scales=32+64",
                                               "recon_model_config.decoder_num_attention_heads=2",
-                                              "recon_model_config.decoder_intermediate_size=64"]}
+                                              "recon_model_config.decoder_intermediate_size=64"],
+             "slot_attention": ["vision_model=tiny-siglip", "scales=32+64"]}
 AUTOGAZE_KEYS = ("autogaze", "random", "grid", "framediff", "full")
 
 

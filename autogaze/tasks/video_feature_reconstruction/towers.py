@@ -95,13 +95,18 @@ class FrozenTower:
         raise NotImplementedError
 
     @torch.no_grad()
-    def features(self, video_for_task: Tensor) -> Tensor:
-        """video_for_task [B, T, 3, S, S] (task-normalised) -> targets [B, T, K, Df] at the finest scale."""
+    def all_features(self, video_for_task: Tensor) -> Tensor:
+        """video_for_task [B, T, 3, S, S] (task-normalised) -> features [B, T, P, Df] at every token
+        of every scale, with every patch gazed."""
         self.model.eval()  # frozen means eval, whatever mode the caller's module is in
         B, T = video_for_task.shape[:2]
-        P, K = self.tokens_per_frame, self.num_finest
+        P = self.tokens_per_frame
         hidden = self._encode(video_for_task, full_gazes(B, T, P, video_for_task.device))  # [B, T*P, D]
-        return hidden.reshape(B, T, P, -1)[:, :, P - K:].float()  # the largest scale = the last K ids
+        return hidden.reshape(B, T, P, -1).float()
+
+    def features(self, video_for_task: Tensor) -> Tensor:
+        """video_for_task [B, T, 3, S, S] (task-normalised) -> targets [B, T, K, Df] at the finest scale."""
+        return self.all_features(video_for_task)[:, :, -self.num_finest:]  # the largest scale = the last K ids
 
 
 class GazedTower(FrozenTower):
