@@ -14,6 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = (REPO / ".." / "shared" / "fixtures" / "upstream").resolve()
 
 
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test. Tiny models are per-op overhead: on 2 busy shared cores a second
+    thread spins and runs 10-20x slower (measured: 0.3 s against 4-8 s for one `label` call). A module
+    opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """Path to ../shared/fixtures/upstream; skips the test when the folder is absent

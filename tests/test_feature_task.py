@@ -21,9 +21,10 @@ from autogaze.tasks.video_feature_reconstruction import VideoFeatureReconstructi
 from autogaze.tasks.video_feature_reconstruction.predictor import covered_positions, frame_losses, position_losses
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
 from autogaze.tasks.video_mae_reconstruction.weights import WeightsError
-from autogaze.types import Gazes
 from autogaze.utils.parsing import ConfigError
 from tests.doubles_grpo import ClipDataset
+from tests.frame_inputs import (  # noqa: F401 (mae_checkpoint is a fixture)
+    check_greedy_oracle_beats_random, check_padded_slots_change_nothing, gazes_of, mae_checkpoint, video)
 from tests.test_config import compose_exp
 from tests.test_grpo import make_trainer, one_step_changes_gaze_not_task
 from tests.test_grpo_autogaze import tiny_autogaze
@@ -35,23 +36,7 @@ SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "i
 TOWERS = ["tiny-siglip", "tiny-dinov2", "mae"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny forwards are per-op overhead; on busy shared cores 2 threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def mae_checkpoint(tmp_path_factory) -> str:
-    """A tiny VideoMAE task's trainable state, saved as the trainer saves ``checkpoint_latest_task.pt``."""
-    torch.manual_seed(1)
-    mae = VideoMAEReconstruction.from_config({"recon_model": "tiny", "scales": "32+64"})
-    path = tmp_path_factory.mktemp("demo_mae") / "checkpoint_latest_task.pt"
-    torch.save(mae.trainable_state_dict(), path)
-    return str(path)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_task(tower: str = "tiny-siglip", seed: int = 0, mae_path: str | None = None,
@@ -61,17 +46,6 @@ def make_task(tower: str = "tiny-siglip", seed: int = 0, mae_path: str | None = 
     cfg = {"vision_model": mae_path if tower == "mae" else tower, "scales": "32+64", "recon_sample_rate": 1.0,
            "recon_model_config": rmc, **keys}
     return VideoFeatureReconstruction.from_config(cfg)
-
-
-def video(B: int = 1, T: int = 3, seed: int = 1) -> torch.Tensor:
-    return torch.randn(B, T, 3, S, S, generator=torch.Generator().manual_seed(seed))
-
-
-def gazes_of(frames: list[list[int]], padded: list[list[bool]] | None = None, B: int = 1) -> Gazes:
-    """Frame-local ids per frame -> Gazes (the same for every row); ``padded`` marks dummy slots."""
-    ids = torch.tensor([t * P + i for t, f in enumerate(frames) for i in f])
-    pad = torch.tensor([p for f in (padded or [[False] * len(f) for f in frames]) for p in f])
-    return Gazes(ids.expand(B, -1), pad.expand(B, -1), torch.tensor([len(f) for f in frames]), P)
 
 
 def tower_state(task) -> dict[str, torch.Tensor]:
@@ -193,18 +167,7 @@ def test_horizon_one_targets_the_next_frame_and_the_last_frame_its_own():
 # ---------------------------------------------------------------------------------- padding
 @pytest.mark.parametrize("tower", ["tiny-siglip", "tiny-dinov2"])
 def test_padded_slots_have_no_effect(tower):
-    task = frozen(make_task(tower))
-    x = video(T=2)
-    plain = gazes_of([[0, 7], [3]])
-    # the same real gazes, with pads (holding in-frame ids that are gazed elsewhere or not) in between
-    padded = gazes_of([[0, 12, 7, 0], [19, 3, 3]], [[False, True, False, True], [True, False, True]])
-    other = gazes_of([[0, 2, 7, 9], [5, 3, 6]], [[False, True, False, True], [True, False, True]])
-    with torch.no_grad():
-        outs = [task(x, g, frame_ids=[0, 1]) for g in (plain, padded, other)]
-    for out in outs[1:]:
-        torch.testing.assert_close(out.loss_per_frame, outs[0].loss_per_frame, rtol=0, atol=1e-6)
-    # the task-loss targets sit on the last real gaze of each frame
-    assert outs[1].task_loss_mask[0].tolist() == [False, False, True, False, False, True, False]
+    check_padded_slots_change_nothing(frozen(make_task(tower)))
 
 
 # ---------------------------------------------------------------------------------- training
@@ -358,18 +321,7 @@ def test_label_cli_runs_against_the_task(tmp_path):
 
 
 def test_greedy_oracle_and_evaluate_run_against_the_task():
-    from autogaze.evaluate import evaluate_at_ratio
-    from autogaze.labeling.oracle import GreedyOracle
-    from autogaze.types import Batch
-
-    task = frozen(make_task())
-    x = video(B=2, T=2)
-    batches = [Batch(x, x, ["a", "b"])]
-    oracle = evaluate_at_ratio(GreedyOracle(task), task, batches, 0.1)
-    rnd = RandomGaze.from_config({"scales": "32+64", "num_vision_tokens_each_frame": P, "max_num_frames": 2})
-    random = evaluate_at_ratio(rnd, task, batches, 0.1)
-    assert oracle["clips"] == 2 and oracle["loss"] <= random["loss"] + 1e-6  # greedy per frame beats random
-    assert oracle["gazing_ratio"] == pytest.approx(2 / P)
+    check_greedy_oracle_beats_random(frozen(make_task()))
 
 
 # ---------------------------------------------------------------------------------- configs

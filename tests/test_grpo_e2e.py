@@ -18,14 +18,6 @@ import torch
 from autogaze.demo import Demo, run_demo
 
 
-@pytest.fixture()
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: per-op overhead dominates
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
 def test_grpo_from_scratch_lowers_train_loss(tmp_path, one_thread):
     from autogaze.evaluate import evaluate_models

@@ -48,14 +48,7 @@ class FakeClips(Dataset):
         return Batch(video, video, [p for _, p in items])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny MAE forwards are dominated by per-op overhead; on 2 busy shared cores two threads spin
-    and run 10-20x slower than one (measured: 0.3 s vs 4-8 s for one `label` call)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def argv(out: Path, *extra: str) -> list[str]:

@@ -10,13 +10,7 @@ from autogaze.labeling.greedy import frame_scorer, frozen
 from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
 from autogaze.types import Gazes
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny MAE forwards are per-op overhead; on busy shared cores 2 threads spin (10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = {"recon_model": "tiny", "scales": "32+64"}  # P = 4 + 16 = 20 tokens per frame, 64-px frames

@@ -16,14 +16,6 @@ from autogaze.demo import Demo, run_demo
 from autogaze.evaluate import compare_at_ratio
 
 
-@pytest.fixture()
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: per-op overhead; 2 threads on shared cores spin
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
 def test_demo_pipeline_ntp_learns(tmp_path, one_thread):
     demo = Demo(root=tmp_path, n_train=16, n_val=4, clip_len=4, mae_steps=150, ntp_steps=80)

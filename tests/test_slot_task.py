@@ -24,9 +24,10 @@ from autogaze.tasks.slot_attention import SlotAttentionTask
 from autogaze.tasks.slot_attention.losses import feature_reconstruction, slot_contrast
 from autogaze.tasks.slot_attention.slots import SlotAttention, attend
 from autogaze.tasks.video_mae_reconstruction.weights import WeightsError
-from autogaze.types import Gazes
 from autogaze.utils.parsing import ConfigError
 from tests.doubles_grpo import ClipDataset
+from tests.frame_inputs import (  # noqa: F401 (mae_checkpoint is a fixture)
+    check_greedy_oracle_beats_random, check_padded_slots_change_nothing, gazes_of, mae_checkpoint, video)
 from tests.test_config import compose_exp
 from tests.test_grpo import make_trainer, one_step_changes_gaze_not_task
 from tests.test_grpo_autogaze import tiny_autogaze
@@ -35,29 +36,12 @@ P, PF, S = 20, 16, 64
 SMALL = {"num_slots": 3, "slot_dim": 16, "mlp_hidden": 32, "predictor_heads": 2, "decoder_hidden": [32]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny forwards are per-op overhead; on busy shared cores 2 threads spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_task(seed: int = 0, **keys) -> SlotAttentionTask:
     torch.manual_seed(seed)
     return SlotAttentionTask.from_config({"vision_model": "tiny-siglip", "scales": "32+64", **SMALL, **keys})
-
-
-def video(B: int = 1, T: int = 3, seed: int = 1) -> torch.Tensor:
-    return torch.randn(B, T, 3, S, S, generator=torch.Generator().manual_seed(seed))
-
-
-def gazes_of(frames: list[list[int]], padded: list[list[bool]] | None = None, B: int = 1) -> Gazes:
-    """Frame-local ids per frame -> Gazes (the same for every row); ``padded`` marks dummy slots."""
-    ids = torch.tensor([t * P + i for t, f in enumerate(frames) for i in f])
-    pad = torch.tensor([p for f in (padded or [[False] * len(f) for f in frames]) for p in f])
-    return Gazes(ids.expand(B, -1), pad.expand(B, -1), torch.tensor([len(f) for f in frames]), P)
 
 
 def state_of(module) -> dict[str, torch.Tensor]:
@@ -80,18 +64,6 @@ def test_is_a_task_with_the_tower_outside_its_state():
     task.check_compatible("32+64", P, S)
     with pytest.raises(ConfigError, match="model.scales"):
         task.check_compatible("32+64+128", 84)
-
-
-@pytest.fixture(scope="module")
-def mae_checkpoint(tmp_path_factory) -> str:
-    """A tiny VideoMAE task's trainable state, saved as the trainer saves ``checkpoint_latest_task.pt``."""
-    from autogaze.tasks.video_mae_reconstruction import VideoMAEReconstruction
-
-    torch.manual_seed(1)
-    mae = VideoMAEReconstruction.from_config({"recon_model": "tiny", "scales": "32+64"})
-    path = tmp_path_factory.mktemp("demo_mae") / "checkpoint_latest_task.pt"
-    torch.save(mae.trainable_state_dict(), path)
-    return str(path)
 
 
 @pytest.mark.parametrize("tower", ["tiny-siglip", "mae"])
@@ -184,18 +156,7 @@ def test_padded_inputs_change_nothing_in_slot_attention():
 
 
 def test_padded_gaze_slots_have_no_effect_on_the_task():
-    task = frozen(make_task())
-    x = video(T=2)
-    plain = gazes_of([[0, 7], [3]])
-    padded = gazes_of([[0, 12, 7, 0], [19, 3, 3]], [[False, True, False, True], [True, False, True]])
-    other = gazes_of([[0, 2, 7, 9], [5, 3, 6]], [[False, True, False, True], [True, False, True]])
-    with torch.no_grad():
-        outs = [task(x, g, frame_ids=[0, 1]) for g in (plain, padded, other)]
-    for out in outs[1:]:
-        torch.testing.assert_close(out.loss_per_frame, outs[0].loss_per_frame, rtol=0, atol=1e-6)
-        torch.testing.assert_close(out.loss, outs[0].loss, rtol=0, atol=1e-6)
-    # the task-loss targets sit on the last real gaze of each frame
-    assert outs[1].task_loss_mask[0].tolist() == [False, False, True, False, False, True, False]
+    check_padded_slots_change_nothing(frozen(make_task()))
 
 
 # ---------------------------------------------------------------------------------- causality
@@ -384,14 +345,4 @@ def test_greedy_labeller_runs_through_the_public_forward():
 
 
 def test_greedy_oracle_and_evaluate_run_against_the_task():
-    from autogaze.evaluate import evaluate_at_ratio
-    from autogaze.labeling.oracle import GreedyOracle
-    from autogaze.types import Batch
-
-    task = frozen(make_task())
-    x = video(B=2, T=2)
-    batches = [Batch(x, x, ["a", "b"])]
-    oracle = evaluate_at_ratio(GreedyOracle(task), task, batches, 0.1)
-    rnd = RandomGaze.from_config({"scales": "32+64", "num_vision_tokens_each_frame": P, "max_num_frames": 2})
-    random = evaluate_at_ratio(rnd, task, batches, 0.1)
-    assert oracle["clips"] == 2 and oracle["loss"] <= random["loss"] + 1e-6  # greedy per frame beats random
+    check_greedy_oracle_beats_random(frozen(make_task()))

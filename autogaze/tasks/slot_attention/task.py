@@ -31,16 +31,14 @@ Choices the papers leave open, made here (TRAINING.md, "Slot attention task", li
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import replace
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from autogaze.tasks.frame_rewards import FrameRewardTask
+from autogaze.tasks.tower_task import TowerTask
 from autogaze.tasks.video_feature_reconstruction.towers import FrozenTower, build_tower
-from autogaze.tasks.video_mae_reconstruction.weights import WeightsError, read_state_dict
 from autogaze.types import Gazes, TaskOutput
 
 from .config import SlotTaskConfig, parse_slot_task_config
@@ -48,9 +46,11 @@ from .losses import feature_reconstruction, slot_contrast
 from .model import GazedSlotModel, SlotState
 
 
-class SlotAttentionTask(FrameRewardTask):
+class SlotAttentionTask(TowerTask):
     """Reward = -(feature reconstruction loss of the slots, per frame). Submodule ``slot_model`` carries every
     saved parameter; ``tower`` (a FrozenTower) is a plain attribute."""
+
+    trained_part = "slot model (same slot keys)"
 
     def __init__(self, config: SlotTaskConfig | None = None, **task_keys: Any):
         """``config``: a parsed SlotTaskConfig; or the task keys themselves (Hydra's ``_target_`` call)."""
@@ -94,39 +94,10 @@ class SlotAttentionTask(FrameRewardTask):
         self.slot_model.requires_grad_(self.trainable)
         return self.train(self.training)
 
-    def train(self, mode: bool = True) -> "SlotAttentionTask":
-        super().train(mode and self.trainable)  # frozen means eval, whatever the trainer asks
-        self.tower.model.eval()
-        return self
-
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        if "tower" in self.__dict__:  # device moves (.to) reach the tower too
-            self.tower.apply(fn)
-        return self
-
-    def load_task_weights(self, path: str | os.PathLike, *, allow_missing: bool = False,
-                          allow_unexpected: bool = False) -> dict[str, list[str]]:
-        """Load a slot-model checkpoint (``checkpoint_latest_task.pt`` of a run of this task: ``slot_model.*``)."""
-        sd = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}  # a DDP-wrapped save
-        own = self.state_dict()
-        report = {"missing": [k for k in own if k not in sd], "unexpected": [k for k in sd if k not in own]}
-        for kind, allowed in (("missing", allow_missing), ("unexpected", allow_unexpected)):
-            if report[kind] and not allowed:
-                raise WeightsError(f"{path}: {len(report[kind])} {kind} keys, e.g. {report[kind][:5]}. Fix: give "
-                                   f"a checkpoint of this task's slot model (same slot keys), or allow_{kind}")
-        self.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-        return report
-
     # ----------------------------------------------------------------- forward
     def features(self, video_for_task: Tensor) -> Tensor:
         """video_for_task [B, T, 3, S, S] -> tower features [B, T, P, Df] at every token (no grad)."""
-        B = video_for_task.shape[0]
-        # Rows that are one clip repeated with stride 0 (the labeller's candidate rows) are encoded once.
-        shared = B > 1 and video_for_task.stride(0) == 0
-        self.tower.model.to(video_for_task.device)  # no-op once there; covers a task moved before the tower was built
-        feats = self.tower.all_features(video_for_task[:1] if shared else video_for_task)
-        return feats.expand(B, -1, -1, -1) if shared else feats
+        return self.tower_features(video_for_task, finest_only=False)
 
     def _check_inputs(self, video_for_task: Tensor, gazes: Gazes) -> None:
         B, T, C, H, W = video_for_task.shape

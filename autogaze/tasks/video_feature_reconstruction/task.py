@@ -40,15 +40,13 @@ Choices the sources leave open, made here (TRAINING.md, "Feature reconstruction 
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from autogaze.tasks.frame_rewards import FrameRewardTask
+from autogaze.tasks.tower_task import TowerTask
 from autogaze.tasks.video_mae_reconstruction.config import TaskConfig, build_mae_config
-from autogaze.tasks.video_mae_reconstruction.weights import WeightsError, read_state_dict
 from autogaze.types import Gazes, TaskOutput
 from autogaze.utils.parsing import ConfigError
 
@@ -60,9 +58,11 @@ from .towers import FrozenTower, build_tower
 UPSTREAM_DECODER = dict(decoder_num_hidden_layers=3, decoder_num_attention_heads=16, decoder_intermediate_size=3072)
 
 
-class VideoFeatureReconstruction(FrameRewardTask):
+class VideoFeatureReconstruction(TowerTask):
     """Reward = -(feature-prediction loss per frame). Submodule ``predictor`` carries every saved parameter;
     ``tower`` (a FrozenTower) is a plain attribute."""
+
+    trained_part = "predictor (same recon_model_config)"
 
     def __init__(self, config: FeatureTaskConfig | None = None, **task_keys: Any):
         """``config``: a parsed FeatureTaskConfig; or the task keys themselves (Hydra's ``_target_`` call)."""
@@ -111,42 +111,13 @@ class VideoFeatureReconstruction(FrameRewardTask):
         self._set_mae_trainable(self.predictor, trainable)
         return self.train(self.training)
 
-    def train(self, mode: bool = True) -> "VideoFeatureReconstruction":
-        super().train(mode and self.trainable)  # frozen means eval, whatever the trainer asks
-        self.tower.model.eval()
-        return self
-
-    def _apply(self, fn, recurse: bool = True):
-        super()._apply(fn, recurse)
-        if "tower" in self.__dict__:  # device moves (.to) reach the tower too
-            self.tower.apply(fn)
-        return self
-
-    def load_task_weights(self, path: str | os.PathLike, *, allow_missing: bool = False,
-                          allow_unexpected: bool = False) -> dict[str, list[str]]:
-        """Load a predictor checkpoint (``checkpoint_latest_task.pt`` of a run of this task: ``predictor.*``)."""
-        sd = read_state_dict(path)
-        sd = {k.removeprefix("module."): v for k, v in sd.items()}  # a DDP-wrapped save
-        own = self.state_dict()
-        report = {"missing": [k for k in own if k not in sd], "unexpected": [k for k in sd if k not in own]}
-        for kind, allowed in (("missing", allow_missing), ("unexpected", allow_unexpected)):
-            if report[kind] and not allowed:
-                raise WeightsError(f"{path}: {len(report[kind])} {kind} keys, e.g. {report[kind][:5]}. Fix: give "
-                                   f"a checkpoint of this task's predictor (same recon_model_config), or allow_{kind}")
-        self.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-        return report
-
     # ----------------------------------------------------------------- forward
     def targets(self, video_for_task: Tensor, frame_ids: Tensor) -> Tensor:
         """video_for_task [B, T, 3, S, S], frame_ids [F] -> tower features [B, F, K, Df] of frames
         ``min(f + horizon, T - 1)`` (no grad)."""
-        B, T = video_for_task.shape[:2]
-        # Rows that are one clip repeated with stride 0 (the labeller's candidate rows) are encoded once.
-        shared = B > 1 and video_for_task.stride(0) == 0
-        feats = self.tower.features(video_for_task[:1] if shared else video_for_task)  # [B|1, T, K, Df]
+        T = video_for_task.shape[1]
         target_frames = (frame_ids + self.config.horizon).clamp_max(T - 1)  # last frame: its own features
-        feats = feats[:, target_frames]
-        return feats.expand(B, -1, -1, -1) if shared else feats
+        return self.tower_features(video_for_task, finest_only=True)[:, target_frames]
 
     def compute_loss(self, pred: Tensor, target: Tensor, gazes: Gazes, frame_ids: Tensor) -> Tensor:
         """pred, target [B, F, K, Df] -> [B, F]: sum_j w_j * (position-weighted loss_j) per (clip, frame)."""
@@ -173,7 +144,6 @@ class VideoFeatureReconstruction(FrameRewardTask):
         device = video_for_task.device
         fids = (self.sample_frame_ids(T, generator, device) if frame_ids is None
                 else self._frame_ids(frame_ids, T, device))
-        self.tower.model.to(device)  # no-op once there; covers a task moved before the tower was built
         target = self.targets(video_for_task, fids)  # [B, F, K, Df]
         grad = contextlib.nullcontext() if self.trainable else torch.no_grad()
         with grad:
