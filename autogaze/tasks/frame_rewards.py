@@ -62,6 +62,14 @@ class FrameRewardTask(TaskBase):
                               f"video_for_task frames of {H}x{W}",
                               f"resize the task input (dataset transform) to {self.frame_size}, or change task.scales")
 
+    def _check_inputs(self, video_for_task: Tensor, gazes: Gazes) -> None:
+        """A forward's inputs: square frames of the task's size, gazes over the same frames and token space."""
+        B, T, C, H, W = video_for_task.shape
+        self._check_frame(H, W)
+        if gazes.tokens_per_frame != self.tokens_per_frame or gazes.num_frames != T:
+            raise ValueError(f"gazes have {gazes.tokens_per_frame} tokens/frame over {gazes.num_frames} frames; "
+                             f"the task expects {self.tokens_per_frame} over T={T}")
+
     def sample_frame_ids(self, num_frames: int, generator: torch.Generator | None, device) -> Tensor:
         """F = max(1, int(T * recon_sample_rate)) frames by randperm, sorted; [F] long."""
         F_ = max(1, int(num_frames * self.config.recon_sample_rate))

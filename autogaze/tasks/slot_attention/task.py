@@ -99,13 +99,6 @@ class SlotAttentionTask(TowerTask):
         """video_for_task [B, T, 3, S, S] -> tower features [B, T, P, Df] at every token (no grad)."""
         return self.tower_features(video_for_task, finest_only=False)
 
-    def _check_inputs(self, video_for_task: Tensor, gazes: Gazes) -> None:
-        B, T, C, H, W = video_for_task.shape
-        self._check_frame(H, W)
-        if gazes.tokens_per_frame != self.tokens_per_frame or gazes.num_frames != T:
-            raise ValueError(f"gazes have {gazes.tokens_per_frame} tokens/frame over {gazes.num_frames} frames; "
-                             f"the task expects {self.tokens_per_frame} over T={T}")
-
     def slots(self, video_for_task: Tensor, gazes: Gazes) -> SlotState:
         """video_for_task [B, T, 3, S, S], gazes [B, N] -> SlotState over all T frames (no grad)."""
         self._check_inputs(video_for_task, gazes)

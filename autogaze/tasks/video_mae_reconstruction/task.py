@@ -118,11 +118,8 @@ class VideoMAEReconstruction(FrameRewardTask):
                 generator: torch.Generator | None = None) -> TaskOutput:
         """video_for_task [B, T, 3, S, S] (task-normalised, S = largest scale), gazes [B, N] ->
         TaskOutput. ``frame_ids`` (any order) overrides the random choice drawn from ``generator``."""
-        B, T, C, H, W = video_for_task.shape
-        self._check_frame(H, W)
-        if gazes.tokens_per_frame != self.tokens_per_frame or gazes.num_frames != T:
-            raise ValueError(f"gazes have {gazes.tokens_per_frame} tokens/frame over {gazes.num_frames} frames; "
-                             f"the task expects {self.tokens_per_frame} over T={T}")
+        self._check_inputs(video_for_task, gazes)
+        T = video_for_task.shape[1]
         if self.mae.config.time_embed and T > self.mae.config.max_num_frames:
             raise ConfigError("task.recon_model_config.max_num_frames", self.mae.config.max_num_frames,
                               f"is smaller than the clip length {T}", "raise max_num_frames or shorten the clip")
