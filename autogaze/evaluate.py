@@ -61,9 +61,8 @@ def evaluate_at_ratio(gaze_model: GazeModel, task: Task, batches: Iterable[Batch
                 gazes = gaze_model.generate(video, budget, generator=gen).gazes
                 out = task(batch.video_for_task, gazes, frame_ids=fids)
             B = batch.batch_size
-            real = (~gazes.is_padded).sum(1).float()  # [B]
             loss_sum += float(out.loss_per_frame.float().mean(1).sum())
-            ratio_sum += float((real / (T * gazes.tokens_per_frame)).sum())
+            ratio_sum += float(gazes.real_ratio().sum())
             clips += B
     if clips == 0:
         raise ValueError("no clips to evaluate: the loader gave no (decodable) videos")

@@ -68,6 +68,10 @@ class Gazes:
         """LongTensor [B, N]: frame-local ids in [0, P)."""
         return self.ids - self.frame_index()[None] * self.tokens_per_frame
 
+    def real_ratio(self) -> Tensor:
+        """FloatTensor [B]: the gazing ratio each row really used, real (unpadded) gazes / (T * P)."""
+        return (~self.is_padded).sum(1).float() / (self.num_frames * self.tokens_per_frame)
+
     def to_mask(self) -> Tensor:
         """FloatTensor [B, T, P]: 1 where a patch is gazed (padded slots ignored)."""
         B, T, P = self.ids.shape[0], self.num_frames, self.tokens_per_frame

@@ -158,7 +158,7 @@ def evaluate_seed(args: argparse.Namespace, seed: int, specs, batches: dict[str,
     from autogaze.evaluation import models as M
     from autogaze.evaluation.loop import eval_mode
     from autogaze.evaluation.slots import (foreground_slots, gazes_at_ratio, kmeans_masks, masks_fg_ari,
-                                           masks_persistence, num_objects, real_gaze_ratio)
+                                           masks_persistence, num_objects)
 
     dirs = {cw: args.out / "exps" / run_name(seed, cw) for cw in CONTRASTS}
     tasks = {f"cw{cw:g}": M.load_task(M.load_experiment(d / "config.yaml"), d / "config.yaml",
@@ -185,7 +185,7 @@ def evaluate_seed(args: argparse.Namespace, seed: int, specs, batches: dict[str,
         for batch, truth in zip(batches[json.dumps(full.preprocessing, sort_keys=True)], truths):
             vft = batch.video_for_task
             gazes = full.model.generate(batch.video, None).gazes
-            gr = real_gaze_ratio(gazes)
+            gr = gazes.real_ratio()
             for name, task in tasks.items():
                 add(name, "full", 1.0, batch, truth, task.slots(vft, gazes).masks, gr)
             km = kmeans_masks(main.features(vft)[:, :, -Pf:], K, args.kmeans_iters, gen_km)  # [B, T, K, Pf]
@@ -205,7 +205,7 @@ def evaluate_seed(args: argparse.Namespace, seed: int, specs, batches: dict[str,
                         gaze_cache[key] = gazes_at_ratio(spec.model, batch.video, r, gen)
                     gazes = gaze_cache[key]
                     add("cw0.5", spec.name, r, batch, truth, main.slots(batch.video_for_task, gazes).masks,
-                        real_gaze_ratio(gazes))
+                        gazes.real_ratio())
     return rows
 
 

@@ -11,7 +11,7 @@ import torch
 from autogaze.datasets.synthetic import load_masks, make_synthetic_dataset
 from autogaze.evaluation.slots import (batch_object_ids, clip_object_ids, foreground_slots, gazes_at_ratio,
                                        is_monotone, kmeans, kmeans_masks, masks_fg_ari, masks_persistence, nanmean,
-                                       num_objects, paired_bootstrap_ci, real_gaze_ratio, state_fg_ari, take_clips)
+                                       num_objects, paired_bootstrap_ci, state_fg_ari, take_clips)
 from autogaze.tasks.slot_attention import SlotState
 from autogaze.types import Batch
 
@@ -162,7 +162,7 @@ def test_gazes_at_ratio_fill_equal_budgets_without_early_stop():
     rnd = RandomGaze.from_config({"scales": "32+64", "num_vision_tokens_each_frame": 20})
     g = gazes_at_ratio(rnd, video, 0.3, torch.Generator().manual_seed(0))
     assert g.num_per_frame.tolist() == [6, 6] and not bool(g.is_padded.any())
-    assert torch.allclose(real_gaze_ratio(g), torch.full((2,), 0.3))
+    assert torch.allclose(g.real_ratio(), torch.full((2,), 0.3))
     torch.manual_seed(0)
     # an AutoGaze whose config asks for early stopping at inference: an explicit ratio must override it
     ag = AutoGaze(tiny_config(has_task_loss_requirement_during_inference=True)).eval()

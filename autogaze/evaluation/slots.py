@@ -41,16 +41,13 @@ def clip_object_ids(video_path: str, num_frames: int, size: int) -> Tensor:
     dataset's own geometry (transforms.center_square, then a resize to the task's side), so ids and
     pixels stay aligned. Nearest keeps ids whole; an interpolated id would be a different object."""
     from autogaze.datasets.synthetic import load_masks
+    from autogaze.datasets.transforms import center_square
 
     masks = torch.from_numpy(np.asarray(load_masks(video_path)))  # uint8 [T0, H, W]
     if masks.shape[0] < num_frames:
         raise ValueError(f"{video_path}: masks cover {masks.shape[0]} frames, the clip has {num_frames}")
-    masks = masks[:num_frames]
-    H, W = masks.shape[-2:]
-    s = min(H, W)
-    top, left = (H - s) // 2, (W - s) // 2
-    masks = masks[:, top:top + s, left:left + s]
-    if s != size:
+    masks = center_square(masks[:num_frames])
+    if masks.shape[-1] != size:
         masks = F.interpolate(masks[:, None].float(), size=(size, size), mode="nearest")[:, 0]
     return masks.long()
 
@@ -158,11 +155,6 @@ def gazes_at_ratio(gaze_model: GazeModel, video: Tensor, ratio: float,
     if budget.task_loss_requirement is not None:  # a guard: an explicit ratio must not bring a tau
         raise ValueError("an explicit-ratio budget came with a task-loss requirement (early stop)")
     return gaze_model.generate(video, budget, generator=generator).gazes
-
-
-def real_gaze_ratio(gazes: Gazes) -> Tensor:
-    """Gazes [B, N] -> FloatTensor [B]: real (unpadded) gazes / (T * P)."""
-    return (~gazes.is_padded).sum(1).float() / (gazes.num_frames * gazes.tokens_per_frame)
 
 
 def take_clips(batches: Iterable[Batch], n: int | None) -> Iterator[Batch]:
