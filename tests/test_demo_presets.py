@@ -7,7 +7,7 @@ from autogaze.build import build_gaze_model, build_task, validate_components
 from autogaze.config import parse_config
 from autogaze.demo import compose, grpo_overrides, ntp_overrides
 from autogaze.demo.settings import PRESETS, Demo, claim_root, load_settings, preset
-from autogaze.demo.stages import GRPO_CONFIG
+from autogaze.demo.stages import GRPO_CONFIG, mae_overrides
 
 
 def test_proof_preset_has_the_geometry_where_gaze_matters(tmp_path):
@@ -33,6 +33,26 @@ def test_every_preset_composes_valid_ntp_and_grpo_experiments(tmp_path, name):
         model, task = build_gaze_model(exp), build_task(exp)
         assert exp.dataset["clip_len"] == demo.clip_len
         assert model.config.num_vision_tokens_each_frame == task.tokens_per_frame == demo.tokens_per_frame
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_composes_a_valid_mae_experiment_with_its_decoder(tmp_path, name):
+    demo = preset(name, root=tmp_path)
+    exp = parse_config(compose("demo_mae", mae_overrides(demo)), "demo_mae")
+    validate_components(exp)
+    task = build_task(exp)
+    assert task.tokens_per_frame == demo.tokens_per_frame and exp.trainer.max_steps == demo.mae_steps
+    width = {"demo": 32, "proof": 64}[name]  # proof: the decoder that learned to copy at 128 px
+    assert exp.task["recon_model_config"]["decoder_hidden_size"] in (None, width)
+    assert task.mae.config.decoder_hidden_size == width
+
+
+def test_the_decoder_step_size_reaches_both_stages(tmp_path):
+    for k in (1, 10):
+        demo = Demo(root=tmp_path, multi_token_pred=k)
+        for config, overrides in (("video_folder_video_mae_reconstruction_ar_gaze_ntp", ntp_overrides(demo)),
+                                  (GRPO_CONFIG, grpo_overrides(demo, None))):
+            assert build_gaze_model(parse_config(compose(config, overrides), config)).config.num_multi_token_pred == k
 
 
 def test_a_root_refuses_a_run_with_other_sizes(tmp_path):

@@ -17,13 +17,14 @@ A stage whose outputs exist is skipped, so a re-run after an interruption goes o
     10 overlay   gaze overlay of one val clip    -> exps/demo_overlay/overlay.mp4 (autogaze.gaze)
     11 summary   the final tables                -> exps/demo_summary.txt (printed at the end of every run)
 
-Sizes are CPU sizes (about 7 minutes on 2 cores: 64-px frames, scales 32+64 = 20 patches per
+Sizes are CPU sizes (about 11 minutes on 2 cores: 64-px frames, scales 32+64 = 20 patches per
 frame, 8-frame clips, 3072 labelled training clips); the upstream command lines differ only in the
 overrides listed in ``ntp_overrides`` and ``grpo_overrides``. ``make demo`` first fetches four short
 real videos for stage 9 (scripts/get_real_videos.sh); without them that stage is skipped.
 
 ``--preset proof`` runs the same stages at 16 frames of 128 px with scales 32+64+128 (84 patches per
-frame) and 2048 labelled clips, in about 80 minutes on 2 cores (``PRESETS`` in settings.py).
+frame), 2048 labelled clips and a wider MAE decoder (``PRESETS`` in settings.py); with that decoder it
+needs about two hours on 2 cores, the labeller most of it (TRAINING.md).
 
 Your own videos: ``--data-root DIR`` takes a folder with train/ and val/ of .mp4 clips as is, or
 any folder of .mp4 files, which is cut into 8-frame, 64-px clips under <root>/data/user/ (every

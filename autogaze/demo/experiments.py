@@ -33,7 +33,8 @@ def ntp_overrides(demo: Demo) -> list[str]:
 
     Changed from the seed command: paths, clip_len, scales and tokens (64-px frames), the task
     (tiny MAE with l1 instead of vit-mae-large with l1+dinov2_reg+siglip2), batch and step counts,
-    the LR (5e-4 -> 2e-3, for few steps); added: small gaze-model widths and CPU trainer settings.
+    the LR (5e-4 -> 2e-3, for few steps) and K, the gazes per decoder step (10 ->
+    ``multi_token_pred``, 1 by default); added: small gaze-model widths and CPU trainer settings.
     """
     T, P, s = demo.clip_len, demo.tokens_per_frame, demo.scales
     alpha = ",".join(["10"] + ["3"] * (T - 1))
@@ -48,7 +49,7 @@ def ntp_overrides(demo: Demo) -> list[str]:
         f"model.scales={s}", f"model.num_vision_tokens_each_frame={P}",
         "model.has_task_loss_requirement_during_training=False",
         "model.has_task_loss_requirement_during_inference=False",
-        "model.gaze_model_config.gaze_decoder_config.num_multi_token_pred=10",
+        f"model.gaze_model_config.gaze_decoder_config.num_multi_token_pred={demo.multi_token_pred}",
         "task.recon_model=tiny", "task.recon_sample_rate=0.125",
         "task.recon_model_config.loss_type=l1", "task.recon_model_config.loss_weights=1", f"task.scales={s}",
         "algorithm.optimize_task_loss_prediction=True",
@@ -80,9 +81,10 @@ def grpo_overrides(demo: Demo, gaze_weights: Path | None) -> list[str]:
     l1 MAE), G (12 -> ``grpo_group``), batch (64 -> ``grpo_batch``, micro-batches of 2 kept, with the
     ``self`` budgets upstream ran at 1) and steps. Changed for the toy, measured on 64 held-out clips
     (TRAINING.md): the video ratio cap 0.75 -> ``grpo_ratio`` (train near the ratios evaluated);
-    ``task.recon_sample_rate`` 0.125 -> 1 (1 rebuilt frame of 8 gives too sparse a reward to learn
-    from in ~200 steps); SGD lr 5e-4 -> Adam ``grpo_lr`` (SGD barely moves in ~200 steps); the
-    temperature 3 -> 0.3 -> a constant ``grpo_temp``; gamma 0.995 -> ``grpo_discount``; and two of our GRPO options
+    K 10 -> ``multi_token_pred`` (as for NTP: the checkpoint's decoder); ``task.recon_sample_rate``
+    0.125 -> 1 (1 rebuilt frame of 8 gives too sparse a reward to learn from in ~200 steps); SGD
+    lr 5e-4 -> Adam ``grpo_lr`` (SGD barely moves in ~200 steps); the temperature 3 -> 0.3 -> a
+    constant ``grpo_temp``; gamma 0.995 -> ``grpo_discount``; and two of our GRPO options
     (``normalize_advantage_std``, ``score_under_sampling_distribution``) on.
     ``gaze_weights`` None = RL from the untrained model ("RL only" of Table 3).
     """
@@ -102,7 +104,7 @@ def grpo_overrides(demo: Demo, gaze_weights: Path | None) -> list[str]:
         "model.task_loss_requirement_config.fixed.task_loss_requirement=0.7",
         "model.task_loss_requirement_config.uniform.task_loss_requirement_min=0.5",
         "model.task_loss_requirement_config.uniform.task_loss_requirement_max=1.0",
-        "model.gaze_model_config.gaze_decoder_config.num_multi_token_pred=10",
+        f"model.gaze_model_config.gaze_decoder_config.num_multi_token_pred={demo.multi_token_pred}",
         "task.recon_model=tiny", "task.recon_sample_rate=0.125",
         "task.recon_model_config.loss_type=l1", "task.recon_model_config.loss_weights=1", f"task.scales={s}",
         f"algorithm.group_size={demo.grpo_group}", "algorithm.discount_factor=0.995",

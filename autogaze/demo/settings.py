@@ -30,13 +30,20 @@ class Demo:
     # static background from earlier frames (docs/results.md, "The MAE did not use earlier frames").
     # 0 = the uniform split (every frame alike), with which the tiny MAE never learned to copy.
     mae_first_frame_weight: float = 30.0
+    # Hydra overrides of stage mae only, after its own (the proof preset widens the MAE's decoder)
+    mae_extra: tuple[str, ...] = ()
     ntp_steps: int = 2000                 # optimizer steps of NTP (600: held-out loss 0.999 vs 0.982 at 2000)
     eval_ratio: float = 0.2               # NTP's validation ratio (4 of 20 patches per frame)
     compare_ratios: tuple[float, ...] = (0.1, 0.2)  # ratios of the greedy-label comparison (2 and 4 patches)
-    grpo_steps: int = 300                 # GRPO optimizer steps (NTP+RL and RL only)
+    # K, the gaze tokens one decoder position predicts (seed commands and released model: 10). With
+    # K=10 a frame's first ten gazes come from one position, blind to each other; K=1 imitates the
+    # labels better (val top-1 0.16 vs 0.12) and, after GRPO, needs 1.80x fewer patches than random
+    # against K=10's 1.44x (seed 0, docs/results.md, "One gaze per decoder step").
+    multi_token_pred: int = 1
+    grpo_steps: int = 600                 # GRPO optimizer steps (NTP+RL and RL only); 300: 1.17x at K=10
     grpo_ratio: float = 0.2               # GRPO's video ratio cap (seed command: 0.75)
     # G rollouts per clip and clips per step (seed command: 12 and 64, micro-batches of 2 kept). From
-    # one NTP checkpoint, 300 steps each: G=8 x 8 clips, gamma 0.995 gained nothing at ratios <= 0.2;
+    # one NTP checkpoint, 300 steps each (K=10, before the clip and MAE fixes): G=8 x 8 clips, gamma 0.995 gained nothing at ratios <= 0.2;
     # G=16 x 4 clips, gamma 0.9 lowered the loss at every ratio (docs/results.md, "GRPO settings").
     grpo_group: int = 16
     grpo_batch: int = 4
@@ -98,13 +105,18 @@ class Demo:
 
 # Named sizes for ``python -m autogaze.demo --preset NAME``: each entry overrides Demo's defaults.
 # "proof" is the geometry where the policy has room to matter (16 frames, 3 scales, 84 patches per
-# frame), sized to fit about 80 minutes on 2 cores: the labeller dominates (about 1.6 s per clip
-# per core at the paper's budgets), so it labels 2048 clips instead of 3072, and the per-step cost
-# of NTP (about 0.85 s) and GRPO (about 4 s) sets their step counts.
+# frame). It labels 2048 clips instead of 3072 because the labeller dominates its cost: about 4.2 s
+# per clip per core with the wider MAE decoder below (1.8 s with the tiny one), so the preset now
+# needs about two hours on 2 cores, over the 90 minutes it was sized for (TRAINING.md).
+# At 128 px the tiny MAE's decoder (32 wide, 1 layer) had not learned to copy earlier frames after 3000
+# steps; 64 wide x 2 layers does after 2000 (docs/results.md, "Two bugs in the synthetic pipeline").
+PROOF_MAE_DECODER = ("task.recon_model_config.decoder_hidden_size=64",
+                     "task.recon_model_config.decoder_num_hidden_layers=2",
+                     "task.recon_model_config.decoder_intermediate_size=128")
 PRESETS: dict[str, dict[str, object]] = {
     "demo": {},
     "proof": dict(n_train=2048, clip_len=16, frame_size=128, scales="32+64+128",
-                  mae_steps=1000, ntp_steps=1500, grpo_steps=200),
+                  mae_steps=2000, mae_extra=PROOF_MAE_DECODER, ntp_steps=1500, grpo_steps=200),
 }
 
 
@@ -151,7 +163,7 @@ def load_settings(path: str | Path) -> Demo:
         if raw.get(key) is not None:
             raw[key] = Path(raw[key])
     for f in dataclasses.fields(Demo):
-        if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":
+        if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":  # tuples: curve_ratios, mae_extra, ...
             raw[f.name] = tuple(raw[f.name])
     known = {f.name for f in dataclasses.fields(Demo)}
     return Demo(**{k: v for k, v in raw.items() if k in known})

@@ -42,7 +42,7 @@ def mae_overrides(demo: Demo) -> list[str]:
         alpha = ",".join([f"{demo.mae_first_frame_weight:g}"] + ["1"] * (demo.clip_len - 1))
         key = "model.gazing_ratio_each_frame_config"
         overrides += [f"{key}.sample_strategy_during_training=dirichlet", f"{key}.dirichlet.alpha='{alpha}'"]
-    return overrides
+    return overrides + list(demo.mae_extra)
 
 
 def stage_mae(demo: Demo) -> None:
@@ -162,7 +162,9 @@ def stage_real(demo: Demo) -> None:
         cut_into_clips(src, demo.real_clips, demo.clip_len, demo.frame_size, 10_000, val_every=1,
                        frame_stride=2, max_per_video=16)
     config = demo.exps / "demo_mae" / "config.yaml"
-    rnd, _ = evaluate_models(["random"], config, data_root=str(demo.real_clips), ratios=[demo.eval_ratio])
+    # the threshold is the random row's own loss at eval_ratio: the same split and seed as the curves below
+    rnd, _ = evaluate_models(["random"], config, data_root=str(demo.real_clips), split="val", ratios=[demo.eval_ratio],
+                             seed=demo.seed)
     evaluate_models(model_specs(demo) + ["random", "framediff"], config, data_root=str(demo.real_clips),
                     split="val", ratios=demo.curve_ratios, thresholds=[round(rnd[0]["loss"], 4)], out=out,
                     seed=demo.seed, log=log.info)

@@ -1,0 +1,97 @@
+"""NTP and GRPO variants trained from a finished demo root, then evaluated side by side (not in CI).
+
+Reuses the root's data, MAE and labels (and, for K=10, its NTP checkpoint); writes only under ``--out``::
+
+    python scripts/grpo_variants.py --root R --out O --k 10 --steps 300,600,900
+    python scripts/grpo_variants.py --root R --out O --k 1 --steps 600,900
+    python scripts/grpo_variants.py --root R --out O --k 10 --steps 600 --tag _u \\
+        model.gazing_ratio_config.sample_strategy_during_training=uniform \\
+        model.gazing_ratio_config.uniform.gazing_ratio_min=0.1 model.gazing_ratio_config.uniform.gazing_ratio_max=0.2
+
+K is the decoder's gazes per step (``num_multi_token_pred``). When ``--k`` differs from that of the
+root's NTP checkpoint, NTP is retrained first with the demo's stage-1 overrides (``O/exps/ntp_k{K}``). GRPO
+then runs once, with the demo's stage-2 overrides, for the largest of ``--steps``; a copy of the
+gaze weights is kept at each of the others. Every checkpoint and random gazing are evaluated on the
+root's val clips at the demo's curve ratios, with random's loss at the demo's ``eval_ratio`` as the
+threshold; the table goes to ``O/variants_k{K}{tag}.csv`` and is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+
+from autogaze.demo import compose, grpo_overrides, ntp_overrides
+from autogaze.demo.settings import load_settings
+from autogaze.demo.stages import GRPO_CONFIG
+from autogaze.evaluate import evaluate_models
+from autogaze.models.autogaze.config import AutoGazeConfig
+from autogaze.utils.runtime import tune_cpu
+
+NTP_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_ntp"
+
+
+def run(exps: Path, name: str, config: str, overrides: list[str], seed: int) -> Path:
+    from autogaze.train import run as train_run
+
+    common = [f"trainer.logdir={exps}", f"trainer.exp_name={name}", f"trainer.seed={seed}"]
+    train_run(compose(config, common + overrides), config)
+    return exps / name
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, required=True, help="a finished demo root")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--k", type=int, default=None, help="gazes per decoder step (default: that of the root's NTP checkpoint)")
+    p.add_argument("--steps", default="300,600", help="GRPO steps at which to evaluate")
+    p.add_argument("--tag", default="", help="suffix of the GRPO experiment and the csv")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for GRPO")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    tune_cpu()
+    demo = dataclasses.replace(load_settings(a.root / "exps" / "demo_settings.json"), root=a.root)
+    ntp = a.root / "exps" / "demo_ntp"
+    root_k = AutoGazeConfig.from_pretrained(str(ntp / "checkpoint_latest_gaze")).num_multi_token_pred
+    k = root_k if a.k is None else a.k
+    steps = sorted(int(s) for s in a.steps.split(","))
+    exps = a.out / "exps"
+    if k != root_k:
+        ntp = exps / f"ntp_k{k}"
+        if not (ntp / "checkpoint_latest_gaze").is_dir():
+            run(exps, ntp.name, NTP_CONFIG, ntp_overrides(dataclasses.replace(demo, multi_token_pred=k)), demo.seed)
+    name = f"grpo_k{k}{a.tag}"
+    keep = exps / name / "kept"
+    if not (exps / name / "checkpoint_latest_gaze").is_dir():
+        d = dataclasses.replace(demo, multi_token_pred=k, grpo_steps=steps[-1])
+        _train_keeping(exps, name, grpo_overrides(d, ntp / "checkpoint_latest_gaze") + list(a.overrides),
+                       demo.seed, steps, keep)
+    specs = [f"ntp_k{k}={ntp}"] + [f"grpo{s}={keep / f'step{s}'}" for s in steps[:-1]]
+    specs += [f"grpo{steps[-1]}={exps / name}", "random"]
+    config = a.root / "exps" / "demo_mae" / "config.yaml"
+    kw = dict(data_root=str(demo.data), split="val", seed=demo.seed)
+    rnd, _ = evaluate_models(["random"], config, ratios=[demo.eval_ratio], **kw)
+    evaluate_models(specs, config, ratios=demo.curve_ratios, thresholds=[round(rnd[0]["loss"], 4)],
+                    out=a.out / f"variants_k{k}{a.tag}", log=print, **kw)
+
+
+def _train_keeping(exps: Path, name: str, overrides: list[str], seed: int, steps: list[int], keep: Path) -> None:
+    """GRPO to ``steps[-1]``, stopping and resuming at each earlier entry of ``steps`` to copy the
+    gaze weights into ``keep`` (the trainer prunes its numbered checkpoints; resume is exact)."""
+    done = 0
+    for s in steps:
+        ov = [o for o in overrides if not o.startswith("trainer.max_steps=")] + [f"trainer.max_steps={s}"]
+        if done:
+            ov.append("trainer.resume=auto")
+        run(exps, name, GRPO_CONFIG, ov, seed)
+        if s != steps[-1]:
+            shutil.copytree(exps / name / "checkpoint_latest_gaze", keep / f"step{s}", dirs_exist_ok=True)
+        done = s
+
+
+if __name__ == "__main__":
+    main()
