@@ -46,7 +46,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, required=True, help="a finished demo root")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--k", type=int, default=None, help="gazes per decoder step (default: that of the root's NTP checkpoint)")
+    p.add_argument("--k", type=int, default=None, help="gazes per decoder step (default: the root's NTP checkpoint's)")
     p.add_argument("--steps", default="300,600", help="GRPO steps at which to evaluate")
     p.add_argument("--tag", default="", help="suffix of the GRPO experiment and the csv")
     p.add_argument("--threads", type=int, default=1)

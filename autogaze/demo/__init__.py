@@ -17,7 +17,7 @@ A stage whose outputs exist is skipped, so a re-run after an interruption goes o
     10 overlay   gaze overlay of one val clip    -> exps/demo_overlay/overlay.mp4 (autogaze.gaze)
     11 summary   the final tables                -> exps/demo_summary.txt (printed at the end of every run)
 
-Sizes are CPU sizes (about 11 minutes on 2 cores: 64-px frames, scales 32+64 = 20 patches per
+Sizes are CPU sizes (about 13 minutes on 2 cores: 64-px frames, scales 32+64 = 20 patches per
 frame, 8-frame clips, 3072 labelled training clips); the upstream command lines differ only in the
 overrides listed in ``ntp_overrides`` and ``grpo_overrides``. ``make demo`` first fetches four short
 real videos for stage 9 (scripts/get_real_videos.sh); without them that stage is skipped.

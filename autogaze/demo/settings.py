@@ -36,15 +36,16 @@ class Demo:
     eval_ratio: float = 0.2               # NTP's validation ratio (4 of 20 patches per frame)
     compare_ratios: tuple[float, ...] = (0.1, 0.2)  # ratios of the greedy-label comparison (2 and 4 patches)
     # K, the gaze tokens one decoder position predicts (seed commands and released model: 10). With
-    # K=10 a frame's first ten gazes come from one position, blind to each other; K=1 imitates the
-    # labels better (val top-1 0.16 vs 0.12) and, after GRPO, needs 1.80x fewer patches than random
-    # against K=10's 1.44x (seed 0, docs/results.md, "One gaze per decoder step").
+    # K=10 a frame's first ten gazes come from one position, blind to each other. Over 3 seeds, after
+    # 600 GRPO steps, K=1 needs 1.66x fewer patches than random and K=10 1.49x; NTP alone 1.21x and
+    # 1.04x (docs/results.md, "One gaze per decoder step, and GRPO length").
     multi_token_pred: int = 1
-    grpo_steps: int = 600                 # GRPO optimizer steps (NTP+RL and RL only); 300: 1.17x at K=10
+    grpo_steps: int = 600                 # GRPO optimizer steps (NTP+RL and RL only); 300 (K=10): 1.34x
     grpo_ratio: float = 0.2               # GRPO's video ratio cap (seed command: 0.75)
     # G rollouts per clip and clips per step (seed command: 12 and 64, micro-batches of 2 kept). From
-    # one NTP checkpoint, 300 steps each (K=10, before the clip and MAE fixes): G=8 x 8 clips, gamma 0.995 gained nothing at ratios <= 0.2;
-    # G=16 x 4 clips, gamma 0.9 lowered the loss at every ratio (docs/results.md, "GRPO settings").
+    # one NTP checkpoint (K=10, before the clip and MAE fixes), 300 steps each: G=8 x 8 clips, gamma
+    # 0.995 gained nothing at ratios <= 0.2; G=16 x 4 clips, gamma 0.9 lowered the loss at every ratio
+    # (docs/results.md, "GRPO settings").
     grpo_group: int = 16
     grpo_batch: int = 4
     grpo_discount: float = 0.9            # gamma per real gaze (seed: 0.995): credit stays near the frame
@@ -163,7 +164,7 @@ def load_settings(path: str | Path) -> Demo:
         if raw.get(key) is not None:
             raw[key] = Path(raw[key])
     for f in dataclasses.fields(Demo):
-        if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":  # tuples: curve_ratios, mae_extra, ...
+        if isinstance(raw.get(f.name), list) and f.name != "extra_overrides":  # JSON lists back to tuples
             raw[f.name] = tuple(raw[f.name])
     known = {f.name for f in dataclasses.fields(Demo)}
     return Demo(**{k: v for k, v in raw.items() if k in known})
