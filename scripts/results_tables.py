@@ -44,17 +44,22 @@ def loss_table(runs: list[Path], sub: str, models=MODELS, ratios=RATIOS) -> list
 
 def reach_table(runs: list[Path], sub: str, models=MODELS) -> list[str]:
     """Ratio to reach random's loss at 0.2, and random's ratio divided by it (patches saved)."""
-    ratio, saving = {}, {}
+    ratio, saving, missed = {}, {}, {}
     for run in runs:
         reach = {r["model"]: r["ratio_to_reach"] for r in rows(run / "exps" / sub / "ratio_to_reach.csv")}
         for m, v in reach.items():
-            if v.startswith(">"):
+            if v.startswith(">"):  # not reached on the grid: left out of the mean, and said so
+                missed[m] = missed.get(m, 0) + 1
+                ratio.setdefault(m, [])
                 continue
             ratio.setdefault(m, []).append(float(v))
             if "random" in reach and not reach["random"].startswith(">"):
                 saving.setdefault(m, []).append(float(reach["random"]) / float(v))
     out = ["| model | ratio to reach random's loss at 0.2 | fewer patches than random |", "|---|---|---|"]
-    out += [f"| {m} | {ms(ratio[m], 3)} | {ms(saving.get(m, []), 2)}× |" for m in models if m in ratio]
+    for m in (m for m in models if m in ratio):
+        note = f" ({len(ratio[m])} of {len(ratio[m]) + missed[m]} seeds; not reached on the others)" if m in missed else ""
+        sav = f"{ms(saving[m], 2)}×" if saving.get(m) else "n/a"
+        out.append(f"| {m} | {ms(ratio[m], 3)}{note} | {sav} |")
     return out
 
 
