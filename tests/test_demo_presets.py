@@ -33,6 +33,9 @@ def test_every_preset_composes_valid_ntp_and_grpo_experiments(tmp_path, name):
         model, task = build_gaze_model(exp), build_task(exp)
         assert exp.dataset["clip_len"] == demo.clip_len
         assert model.config.num_vision_tokens_each_frame == task.tokens_per_frame == demo.tokens_per_frame
+        # the MAE these stages load was trained with stage mae's architecture: same shapes everywhere
+        mae = build_task(parse_config(compose("demo_mae", mae_overrides(demo)), "demo_mae"))
+        assert {k: v.shape for k, v in task.state_dict().items()} == {k: v.shape for k, v in mae.state_dict().items()}
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

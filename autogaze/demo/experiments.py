@@ -61,7 +61,7 @@ def ntp_overrides(demo: Demo) -> list[str]:
         # ---- CPU sizes (appended)
         *cpu_gaze_model_overrides(demo.frame_size),
         f"trainer.max_steps={demo.ntp_steps}", "trainer.device=cpu", "trainer.num_workers=1",
-        "trainer.visualize_every=0", "trainer.max_val_batches=2", "logger=none",
+        "trainer.visualize_every=0", "trainer.max_val_batches=2", "logger=none", *demo.task_extra,
     ]
 
 
@@ -122,5 +122,5 @@ def grpo_overrides(demo: Demo, gaze_weights: Path | None) -> list[str]:
         "algorithm.normalize_advantage_std=true", "algorithm.score_under_sampling_distribution=true",
         f"trainer.optimizer={demo.grpo_optimizer}", "trainer.lr_schedule=constant",
         f"trainer.max_steps={demo.grpo_steps}", "trainer.device=cpu", "trainer.num_workers=1",
-        "trainer.visualize_every=0", "trainer.max_val_batches=1", "logger=none",
+        "trainer.visualize_every=0", "trainer.max_val_batches=1", "logger=none", *demo.task_extra,
     ]

@@ -30,8 +30,9 @@ class Demo:
     # static background from earlier frames (docs/results.md, "The MAE did not use earlier frames").
     # 0 = the uniform split (every frame alike), with which the tiny MAE never learned to copy.
     mae_first_frame_weight: float = 30.0
-    # Hydra overrides of stage mae only, after its own (the proof preset widens the MAE's decoder)
-    mae_extra: tuple[str, ...] = ()
+    # Hydra overrides of the task's architecture (the proof preset widens the MAE's decoder). Every stage
+    # that builds the task gets them (mae, ntp, grpo, rl_only), since each loads the MAE's weights.
+    task_extra: tuple[str, ...] = ()
     ntp_steps: int = 2000                 # optimizer steps of NTP (600: held-out loss 0.999 vs 0.982 at 2000)
     eval_ratio: float = 0.2               # NTP's validation ratio (4 of 20 patches per frame)
     compare_ratios: tuple[float, ...] = (0.1, 0.2)  # ratios of the greedy-label comparison (2 and 4 patches)
@@ -117,7 +118,7 @@ PROOF_MAE_DECODER = ("task.recon_model_config.decoder_hidden_size=64",
 PRESETS: dict[str, dict[str, object]] = {
     "demo": {},
     "proof": dict(n_train=2048, clip_len=16, frame_size=128, scales="32+64+128",
-                  mae_steps=2000, mae_extra=PROOF_MAE_DECODER, ntp_steps=1500, grpo_steps=200),
+                  mae_steps=2000, task_extra=PROOF_MAE_DECODER, ntp_steps=1500, grpo_steps=200),
 }
 
 

@@ -42,7 +42,7 @@ def mae_overrides(demo: Demo) -> list[str]:
         alpha = ",".join([f"{demo.mae_first_frame_weight:g}"] + ["1"] * (demo.clip_len - 1))
         key = "model.gazing_ratio_each_frame_config"
         overrides += [f"{key}.sample_strategy_during_training=dirichlet", f"{key}.dirichlet.alpha='{alpha}'"]
-    return overrides + list(demo.mae_extra)
+    return overrides + list(demo.task_extra)
 
 
 def stage_mae(demo: Demo) -> None:
