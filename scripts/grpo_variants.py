@@ -24,22 +24,12 @@ from pathlib import Path
 
 import torch
 
-from autogaze.demo import compose, grpo_overrides, ntp_overrides
+from autogaze.demo import Demo, grpo_overrides, ntp_overrides, train
 from autogaze.demo.settings import load_settings
-from autogaze.demo.stages import GRPO_CONFIG
+from autogaze.demo.stages import GRPO_CONFIG, NTP_CONFIG
 from autogaze.evaluate import evaluate_models
 from autogaze.models.autogaze.config import AutoGazeConfig
 from autogaze.utils.runtime import tune_cpu
-
-NTP_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_ntp"
-
-
-def run(exps: Path, name: str, config: str, overrides: list[str], seed: int) -> Path:
-    from autogaze.train import run as train_run
-
-    common = [f"trainer.logdir={exps}", f"trainer.exp_name={name}", f"trainer.seed={seed}"]
-    train_run(compose(config, common + overrides), config)
-    return exps / name
 
 
 def main() -> None:
@@ -59,17 +49,17 @@ def main() -> None:
     root_k = AutoGazeConfig.from_pretrained(str(ntp / "checkpoint_latest_gaze")).num_multi_token_pred
     k = root_k if a.k is None else a.k
     steps = sorted(int(s) for s in a.steps.split(","))
-    exps = a.out / "exps"
+    out = dataclasses.replace(demo, root=a.out, extra_overrides=[])  # trains under a.out/exps, same seed
+    exps = out.exps
     if k != root_k:
         ntp = exps / f"ntp_k{k}"
         if not (ntp / "checkpoint_latest_gaze").is_dir():
-            run(exps, ntp.name, NTP_CONFIG, ntp_overrides(dataclasses.replace(demo, multi_token_pred=k)), demo.seed)
+            train(out, NTP_CONFIG, ntp.name, ntp_overrides(dataclasses.replace(demo, multi_token_pred=k)))
     name = f"grpo_k{k}{a.tag}"
     keep = exps / name / "kept"
     if not (exps / name / "checkpoint_latest_gaze").is_dir():
         d = dataclasses.replace(demo, multi_token_pred=k, grpo_steps=steps[-1])
-        _train_keeping(exps, name, grpo_overrides(d, ntp / "checkpoint_latest_gaze") + list(a.overrides),
-                       demo.seed, steps, keep)
+        _train_keeping(out, name, grpo_overrides(d, ntp / "checkpoint_latest_gaze") + list(a.overrides), steps, keep)
     specs = [f"ntp_k{k}={ntp}"] + [f"grpo{s}={keep / f'step{s}'}" for s in steps[:-1]]
     specs += [f"grpo{steps[-1]}={exps / name}", "random"]
     config = a.root / "exps" / "demo_mae" / "config.yaml"
@@ -79,18 +69,14 @@ def main() -> None:
                     out=a.out / f"variants_k{k}{a.tag}", log=print, **kw)
 
 
-def _train_keeping(exps: Path, name: str, overrides: list[str], seed: int, steps: list[int], keep: Path) -> None:
+def _train_keeping(out: Demo, name: str, overrides: list[str], steps: list[int], keep: Path) -> None:
     """GRPO to ``steps[-1]``, stopping and resuming at each earlier entry of ``steps`` to copy the
     gaze weights into ``keep`` (the trainer prunes its numbered checkpoints; resume is exact)."""
-    done = 0
-    for s in steps:
-        ov = [o for o in overrides if not o.startswith("trainer.max_steps=")] + [f"trainer.max_steps={s}"]
-        if done:
-            ov.append("trainer.resume=auto")
-        run(exps, name, GRPO_CONFIG, ov, seed)
+    base = [o for o in overrides if not o.startswith("trainer.max_steps=")]
+    for i, s in enumerate(steps):
+        exp = train(out, GRPO_CONFIG, name, base + [f"trainer.max_steps={s}"] + (["trainer.resume=auto"] if i else []))
         if s != steps[-1]:
-            shutil.copytree(exps / name / "checkpoint_latest_gaze", keep / f"step{s}", dirs_exist_ok=True)
-        done = s
+            shutil.copytree(exp / "checkpoint_latest_gaze", keep / f"step{s}", dirs_exist_ok=True)
 
 
 if __name__ == "__main__":

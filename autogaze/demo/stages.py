@@ -15,6 +15,7 @@ from autogaze.demo.experiments import grpo_overrides, ntp_overrides, train
 from autogaze.demo.settings import Demo, settings_argv
 
 log = logging.getLogger("autogaze.demo")
+NTP_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_ntp"
 GRPO_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_grpo"
 
 
@@ -74,7 +75,7 @@ def stage_labels(demo: Demo) -> None:
 
 def stage_ntp(demo: Demo) -> None:
     """NTP pre-training under upstream's experiment name, CPU-sized."""
-    train(demo, "video_folder_video_mae_reconstruction_ar_gaze_ntp", "demo_ntp", ntp_overrides(demo))
+    train(demo, NTP_CONFIG, "demo_ntp", ntp_overrides(demo))
 
 
 def stage_evaluate(demo: Demo) -> None:
