@@ -111,7 +111,11 @@ def _train_cmd(logdir: Path, name: str, *extra: str, nproc: int | None = None) -
 
 def _run(cmd, env_extra=None, check=True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    try:
+        p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired as e:  # say where it stopped, not only that it did
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        raise AssertionError(f"timed out after 240 s: {cmd}\n{err[-3000:]}") from None
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
