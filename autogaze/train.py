@@ -84,7 +84,7 @@ def run(cfg: DictConfig | dict, config_name: str = "experiment"):
     finally:
         # DDP's reducer holds the gloo process group, and freeing it while holding the GIL can
         # join gloo's worker threads while one of them waits for the GIL to free a tensor: a
-        # deadlock at exit, about 1 run in 15 on CPU. Freed here, while the process group is still
+        # deadlock at exit, about 1 two-rank run in 20 on CPU. Freed here, while the process group is still
         # registered, the reducer only drops a reference; the group itself is then destroyed by
         # destroy_process_group, whose binding releases the GIL.
         trainer = None

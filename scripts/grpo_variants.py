@@ -55,10 +55,9 @@ def main() -> None:
     out = dataclasses.replace(demo, root=a.out, extra_overrides=[])  # trains under a.out/exps, same seed
     exps = out.exps
     if k != root_k or a.ntp_steps is not None:
-        ntp_steps = demo.ntp_steps if a.ntp_steps is None else a.ntp_steps
-        ntp = exps / (f"ntp_k{k}" + ("" if a.ntp_steps is None else f"_s{ntp_steps}"))
+        ntp = exps / (f"ntp_k{k}" + ("" if a.ntp_steps is None else f"_s{a.ntp_steps}"))
         if not (ntp / "checkpoint_latest_gaze").is_dir():
-            d = dataclasses.replace(demo, multi_token_pred=k, ntp_steps=ntp_steps)
+            d = dataclasses.replace(demo, multi_token_pred=k, ntp_steps=a.ntp_steps or demo.ntp_steps)
             train(out, NTP_CONFIG, ntp.name, ntp_overrides(d))
     ntp_tag = "" if a.ntp_steps is None else f"_ntp{a.ntp_steps}"
     name = f"grpo_k{k}{ntp_tag}{a.tag}"
