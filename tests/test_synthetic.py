@@ -71,3 +71,16 @@ def test_dataset_writes_masks_beside_clips_and_planted_cli(tmp_path):
     with pytest.raises(ValueError, match="fewer than clip_len"):
         planted_main(["--data-root", str(root), "--split", "val", "--scales", "16+32", "--clip-len", "9",
                       "--out", str(out)])
+
+
+def test_demo_object_radius_reaches_the_rendered_clips(tmp_path):
+    """``Demo.object_radius`` is the world's object half-size range: smaller objects cover fewer pixels."""
+    from autogaze.demo.settings import Demo
+    from autogaze.demo.stages import stage_data
+
+    covered = {}
+    for name, radius in (("default", Demo.object_radius), ("small", (0.05, 0.08))):
+        demo = Demo(root=tmp_path / name, n_train=6, n_val=1, clip_len=2, frame_size=32, object_radius=radius)
+        stage_data(demo)
+        covered[name] = np.mean([(load_masks(c) > 0).mean() for c in sorted((demo.data / "train").glob("*.mp4"))])
+    assert 0 < covered["small"] < covered["default"] / 3

@@ -24,6 +24,7 @@ class Demo:
     frame_size: int = 64                  # pixels; scales 32+64 -> 4 + 16 = 20 patches per frame
     scales: str = "32+64"
     pan_fraction: float = 0.25            # share of synthetic clips with a panning camera
+    object_radius: tuple[float, float] = (0.1, 0.25)  # synthetic objects' half-size range (share of the side)
     mae_steps: int = 2000                 # optimizer steps of the small VideoMAE (600: it did not yet copy)
     # The MAE's training gazes split each clip's random budget over frames by Dirichlet(w, 1, ..., 1):
     # frame 0 gets most, later frames few, so rebuilding a later frame pays only by copying the

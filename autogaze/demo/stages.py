@@ -25,7 +25,7 @@ def stage_data(demo: Demo) -> None:
 
     if demo.data_dir is None:
         make_synthetic_dataset(demo.data, demo.n_train, demo.n_val, demo.clip_len, demo.frame_size, demo.seed,
-                               World(pan_fraction=demo.pan_fraction))
+                               World(pan_fraction=demo.pan_fraction, radius=tuple(demo.object_radius)))
     elif demo.data != demo.data_dir:  # a plain folder of videos: cut it into the demo's clips
         from autogaze.datasets.clips import cut_into_clips
 
