@@ -14,7 +14,8 @@ Stages, each skipped when its output exists (writes only under ``--out``)::
    pixel loss (the root's MAE) of the same gaze models.
 
 Tables go to ``O/feature_eval/`` and ``O/pixel_eval/`` (loss_vs_ratio.csv) and ``O/frame_mean.json``;
-``python scripts/feature_study.py --summarize O1 O2 O3`` prints their mean ± std over runs as markdown.
+``python scripts/feature_study.py --summarize O1 O2 O3 [--tag T]`` prints their mean ± std over runs as markdown.
+Extra arguments are Hydra overrides for GRPO, with ``--tag`` naming that run (``feature_grpo{T}``) and its tables.
 """
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def frame_mean_loss(config: Path, data_root: Path) -> float:
     return total / count
 
 
-def summarize(outs: list[Path]) -> str:
+def summarize(outs: list[Path], tag: str = "") -> str:
     """Markdown tables of the feature and pixel losses (mean ± std over ``outs``) and the frame-mean baseline."""
     import csv
     import statistics
@@ -95,7 +96,7 @@ def summarize(outs: list[Path]) -> str:
         return f"{statistics.mean(values):.4f}" + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
 
     lines = []
-    for table in ("feature_eval", "pixel_eval"):
+    for table in (f"feature_eval{tag}", f"pixel_eval{tag}"):
         loss: dict[tuple[str, float], list[float]] = {}
         for out in outs:
             with open(out / table / "loss_vs_ratio.csv") as f:
@@ -121,9 +122,11 @@ def main() -> None:
     p.add_argument("--ntp-steps", type=int, default=None, help="default: the root's")
     p.add_argument("--grpo-steps", type=int, default=None, help="default: the root's")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tag", default="", help="suffix of the GRPO experiment and the eval folders")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides for GRPO")
     a = p.parse_args()
     if a.summarize:
-        print(summarize(a.summarize))
+        print(summarize(a.summarize, a.tag))
         return
     if a.root is None or a.out is None:
         p.error("--root and --out are required (or --summarize)")
@@ -156,16 +159,17 @@ def main() -> None:
     ntp = exps / "feature_ntp"
     if not (ntp / "demo_done").exists():
         train(demo, NTP_CONFIG, "feature_ntp", swap_task(ntp_overrides(demo), keys))
-    grpo = exps / "feature_grpo"
+    grpo = exps / f"feature_grpo{a.tag}"
     if not (grpo / "demo_done").exists():
-        train(demo, GRPO_CONFIG, "feature_grpo",
-              swap_task(grpo_overrides(demo, ntp / "checkpoint_latest_gaze"), keys, sample_rate=1.0))
+        train(demo, GRPO_CONFIG, grpo.name,
+              swap_task(grpo_overrides(demo, ntp / "checkpoint_latest_gaze"), keys, sample_rate=1.0) + a.overrides)
 
     specs = ["full", f"feature_ntp={ntp}", f"feature_ntp_rl={grpo}", f"pixel_ntp_rl={a.root / 'exps' / 'demo_grpo'}",
              "random"]
     kw = dict(data_root=str(data), split="val", seed=demo.seed, ratios=list(RATIOS))
-    evaluate_models(specs, config, out=a.out / "feature_eval", log=print, **kw)
-    evaluate_models(specs[1:], a.root / "exps" / "demo_mae" / "config.yaml", out=a.out / "pixel_eval", log=print, **kw)
+    evaluate_models(specs, config, out=a.out / f"feature_eval{a.tag}", log=print, **kw)
+    evaluate_models(specs[1:], a.root / "exps" / "demo_mae" / "config.yaml", out=a.out / f"pixel_eval{a.tag}",
+                    log=print, **kw)
     mean = frame_mean_loss(config, data)
     (a.out / "frame_mean.json").write_text(json.dumps({"frame_mean_loss": mean}))
     print(f"predict-the-frame-mean baseline: {mean:.4f}")
