@@ -29,16 +29,13 @@ import torch
 from autogaze.demo import grpo_overrides, ntp_overrides, train
 from autogaze.demo.settings import load_settings
 from autogaze.demo.stages import GRPO_CONFIG, NTP_CONFIG
+from autogaze.datasets.synthetic import masks_path
 from autogaze.evaluate import evaluate_models
+from autogaze.tasks.video_mae_reconstruction.config import ARCH_KEYS
 from autogaze.utils.runtime import tune_cpu
 
 RATIOS = (0.1, 0.2, 0.3)
 FEATURE_CONFIG = "demo_feature_reconstruction"
-# The predictor's architecture as demo_feature_reconstruction.yaml trains it: NTP, GRPO and the labeller
-# must build the same predictor to load its weights.
-PREDICTOR_KEYS = ("hidden_size=64", "num_hidden_layers=2", "num_attention_heads=4", "intermediate_size=128",
-                  "decoder_hidden_size=32", "decoder_num_hidden_layers=1", "decoder_num_attention_heads=4",
-                  "decoder_intermediate_size=64")
 
 
 def subset(root_data: Path, out: Path, n_train: int) -> Path:
@@ -47,18 +44,26 @@ def subset(root_data: Path, out: Path, n_train: int) -> Path:
     for split, n in (("train", n_train), ("val", None)):
         (dst / split).mkdir(parents=True, exist_ok=True)
         for clip in sorted((root_data / split).glob("*.mp4"))[:n]:
-            for f in (clip, clip.with_name(clip.stem + "_masks.npz")):
+            for f in (clip, masks_path(clip)):
                 link = dst / split / f.name
                 if f.exists() and not link.exists():
                     link.symlink_to(f.resolve())
     return dst
 
 
-def task_keys(mae_weights: Path, scales: str, predictor: Path | None) -> list[str]:
-    keys = ["task=video_feature_reconstruction", f"task.vision_model={mae_weights}",
-            "task.vision_model_config.recon_model=tiny", f"task.scales={scales}", "task.recon_sample_rate=0.25",
-            "task.recon_model_config.loss_type=ln_l1", *(f"task.recon_model_config.{k}" for k in PREDICTOR_KEYS)]
-    return keys + ([f"trainer.task_weights={predictor}"] if predictor else [])
+def task_keys(config: Path, predictor: Path) -> list[str]:
+    """Overrides that rebuild the trained predictor's task (read from its experiment's ``config.yaml``), so
+    that NTP, GRPO and the labeller build the same predictor and load its weights."""
+    from omegaconf import OmegaConf
+
+    task = OmegaConf.to_container(OmegaConf.load(config), resolve=True)["task"]
+    arch = task["recon_model_config"]
+    keys = ["task=video_feature_reconstruction", f"task.vision_model={task['vision_model']}",
+            f"task.vision_model_config.recon_model={task['vision_model_config']['recon_model']}",
+            f"task.scales={task['scales']}", f"task.recon_sample_rate={task['recon_sample_rate']}",
+            f"task.recon_model_config.loss_type={arch['loss_type']}"]
+    keys += [f"task.recon_model_config.{k}={arch[k]}" for k in ARCH_KEYS if arch.get(k) is not None]
+    return keys + [f"trainer.task_weights={predictor}"]
 
 
 def swap_task(overrides: list[str], keys: list[str], sample_rate: float | None = None) -> list[str]:
@@ -155,7 +160,7 @@ def main() -> None:
                     "--task-config", str(config), "--task-weights", str(predictor), "--out", str(demo.labels),
                     "--seed", str(demo.seed), "--device", "cpu", "--threads", str(a.threads)])
 
-    keys = task_keys(mae, demo.scales, predictor)
+    keys = task_keys(config, predictor)
     ntp = exps / "feature_ntp"
     if not (ntp / "demo_done").exists():
         train(demo, NTP_CONFIG, "feature_ntp", swap_task(ntp_overrides(demo), keys))
