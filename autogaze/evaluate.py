@@ -36,13 +36,19 @@ DEFAULT_RATIOS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 @torch.no_grad()
 def evaluate_at_ratio(gaze_model: GazeModel, task: Task, batches: Iterable[Batch], ratio: float, *,
                       frame_ids: Sequence[int] | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                      precision: str = "fp32", max_batches: int | None = None) -> dict[str, float]:
+                      precision: str = "fp32", max_batches: int | None = None,
+                      frame_weights: Sequence[float] | None = None) -> dict[str, float]:
     """Clip-weighted means over ``batches``: ``loss`` (task loss of the rebuilt frames), ``gazing_ratio``
     (real gazes / (T * P)) and ``clips``.
+
+    frame_weights: None = every frame gets ``max(int(ratio * P), 1)`` gazes; else the clip's
+    ``ratio * T * P`` gazes are split over frames by these weights (last value repeated; (10, 3) is
+    the labels' mean split), the same counts for every model (evaluation/frame_split.py).
 
     batches: Batches with ``video`` [B, T, 3, H, W] (gaze input) and ``video_for_task`` (task input).
     frame_ids: frames to rebuild (None = every frame). Both modules are put in eval mode and restored.
     """
+    from autogaze.evaluation.frame_split import split_ratios
     from autogaze.evaluation.loop import eval_mode, nonempty_batches
 
     device = torch.device(device)
@@ -56,8 +62,10 @@ def evaluate_at_ratio(gaze_model: GazeModel, task: Task, batches: Iterable[Batch
             fids = list(range(T)) if frame_ids is None else list(frame_ids)
             # the greedy oracle searches with the MAE, so it sees the task-side frames
             video = batch.video_for_task if gaze_model.uses_task_video else batch.video
+            per_frame = ratio if frame_weights is None else split_ratios(
+                ratio, T, gaze_model.tokens_per_frame, frame_weights)
             with autocast:
-                budget = gaze_model.sample_budget(video, training=False, gazing_ratio=ratio)
+                budget = gaze_model.sample_budget(video, training=False, gazing_ratio=per_frame)
                 gazes = gaze_model.generate(video, budget, generator=gen).gazes
                 out = task(batch.video_for_task, gazes, frame_ids=fids)
             B = batch.batch_size
@@ -156,7 +164,8 @@ def evaluate_models(specs: Sequence[str], config: str | Path, *, task_weights: s
                     data_root: str | None = None, split: str = "val", clip_len: int | None = None,
                     ratios: Sequence[float] = DEFAULT_RATIOS, thresholds: Sequence[float] = (),
                     batch_size: int = 8, max_batches: int | None = None, seed: int = 0,
-                    out: str | Path | None = None, log=print) -> tuple[list[dict], list[dict]]:
+                    out: str | Path | None = None, log=print,
+                    frame_weights: Sequence[float] | None = None) -> tuple[list[dict], list[dict]]:
     """Curves of every model spec (evaluation/models.py) and their ratio per threshold.
     Writes loss_vs_ratio.{csv,png} and ratio_to_reach.csv under ``out`` when given."""
     from autogaze.evaluation import models as M, report
@@ -169,7 +178,8 @@ def evaluate_models(specs: Sequence[str], config: str | Path, *, task_weights: s
         key = json.dumps(spec.preprocessing, sort_keys=True)
         if key not in loaders:
             loaders[key] = M.make_loader(exp, split, spec.preprocessing, batch_size)
-        points = loss_curve(spec.model, task, loaders[key], ratios, seed=seed, max_batches=max_batches)
+        points = loss_curve(spec.model, task, loaders[key], ratios, seed=seed, max_batches=max_batches,
+                            frame_weights=frame_weights)
         rows = [{"model": spec.name, "split": split, **{k: round(float(v), 5) for k, v in p.items()}}
                 for p in points]
         curve += rows
@@ -202,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--clip-len", type=int, help="overrides dataset.clip_len")
     p.add_argument("--ratios", type=_floats, default=list(DEFAULT_RATIOS), help="e.g. 0.05,0.1,0.2,0.5")
     p.add_argument("--thresholds", type=_floats, default=[], help="loss thresholds for the ratio-to-reach table")
+    p.add_argument("--frame-weights", type=_floats, metavar="W0,W1,...",
+                   help="split each clip's ratio*T*P gazes over frames by these weights, the last repeated "
+                        "(10,3: the labels' mean split); default: every frame int(ratio*P)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-batches", type=int, help="cap the batches per point (default: the whole split)")
     p.add_argument("--seed", type=int, default=0, help="random baseline draws and untrained init")
@@ -216,7 +229,8 @@ def main(argv: list[str] | None = None) -> None:
 
     curve, reach = evaluate_models(a.models, a.config, task_weights=a.task_weights, data_root=a.data_root,
                                    split=a.split, clip_len=a.clip_len, ratios=a.ratios, thresholds=a.thresholds,
-                                   batch_size=a.batch_size, max_batches=a.max_batches, seed=a.seed, out=a.out)
+                                   batch_size=a.batch_size, max_batches=a.max_batches, seed=a.seed, out=a.out,
+                                   frame_weights=a.frame_weights or None)
     print(format_table(curve, reach))
     print(f"wrote {a.out}/loss_vs_ratio.csv, {a.out}/loss_vs_ratio.png, {a.out}/ratio_to_reach.csv")
     if a.labels:

@@ -3,9 +3,10 @@
     for s in 0 1 2; do python -m autogaze.demo --root runs/seed$s --seed $s; done
     python scripts/results_tables.py runs/seed0 runs/seed1 runs/seed2 > tables.md
 
-Reads what the demo wrote (exps/demo_curves, demo_eval.json, demo_adaptive, demo_real); the only new
-evaluation is the static-camera subset of the val clips (random vs framediff vs the gaze models),
-cached under <run>/exps/demo_static/.
+Reads what the demo wrote (exps/demo_curves, demo_eval.json, demo_adaptive, demo_real). New evaluations,
+cached under <run>/exps/: the static-camera subset of the val clips (random vs framediff vs the gaze models,
+demo_static/), and every model again with the clip's budget split over frames 10:3, the labels' mean split
+(``--frame-weights 10,3`` of autogaze.evaluate; demo_split/ and demo_static_split/).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import statistics
 from pathlib import Path
 
 RATIOS = (0.05, 0.1, 0.2, 0.3, 0.5)
+SPLIT = (10.0, 3.0)  # frame 0 : each later frame
 MODELS = ("untrained", "ntp", "ntp_rl", "rl_only", "random", "grid", "framediff")
 
 
@@ -88,17 +90,14 @@ def simple_table(runs: list[Path], rel: str, key_cols: tuple[str, ...], value_co
     return out
 
 
-def static_subset(run: Path) -> None:
-    """Evaluate on the val clips whose camera does not pan (symlinked into exps/demo_static/data/val)."""
-    out = run / "exps" / "demo_static"
-    if (out / "loss_vs_ratio.csv").is_file():
-        return
+def static_clips(run: Path) -> Path:
+    """A data root whose val/ links the val clips whose camera does not pan (exps/demo_static/data)."""
     from autogaze.datasets.synthetic import clip_pans, masks_path
-    from autogaze.evaluate import evaluate_models
 
     settings = json.loads((run / "exps" / "demo_settings.json").read_text()) if (run / "exps" / "demo_settings.json").is_file() else {}
     val = Path(settings.get("data_dir") or run / "data" / "synthetic") / "val"
-    dst = out / "data" / "val"
+    root = run / "exps" / "demo_static" / "data"
+    dst = root / "val"
     dst.mkdir(parents=True, exist_ok=True)
     def pans(i: int, clip: Path) -> bool:
         try:
@@ -114,10 +113,30 @@ def static_subset(run: Path) -> None:
             for f in (clip, masks_path(clip)):
                 if not (dst / f.name).exists():
                     (dst / f.name).symlink_to(f.resolve())
+    return root
+
+
+def evaluate_into(run: Path, sub: str, models: list[str], data_root: Path | None = None, frame_weights=None) -> None:
+    """``autogaze.evaluate`` of ``models`` into exps/<sub>/, with random's loss at 0.2 (same split) as threshold."""
+    out = run / "exps" / sub
+    if (out / "loss_vs_ratio.csv").is_file():
+        return
+    from autogaze.evaluate import evaluate_models
+
+    config = run / "exps" / "demo_mae" / "config.yaml"
+    kw = dict(data_root=None if data_root is None else str(data_root), frame_weights=frame_weights, log=lambda *_: None)
+    rnd, _ = evaluate_models(["random"], config, ratios=[0.2], **kw)
+    evaluate_models(models, config, ratios=RATIOS, thresholds=[round(rnd[0]["loss"], 4)], out=out, **kw)
+
+
+def extra_evaluations(run: Path) -> None:
     e = run / "exps"
-    models = [f"ntp={e / 'demo_ntp'}", f"ntp_rl={e / 'demo_grpo'}", "random", "framediff"]
-    evaluate_models(models, e / "demo_mae" / "config.yaml", data_root=str(out / "data"), ratios=RATIOS,
-                    out=out, log=lambda *_: None)
+    gazers = [f"ntp={e / 'demo_ntp'}", f"ntp_rl={e / 'demo_grpo'}"]
+    static = static_clips(run)
+    evaluate_into(run, "demo_static", gazers + ["random", "framediff"], static)
+    evaluate_into(run, "demo_static_split", gazers + ["random", "framediff"], static, SPLIT)
+    evaluate_into(run, "demo_split", [f"untrained=untrained:{e / 'demo_ntp'}", *gazers, f"rl_only={e / 'demo_rl_only'}",
+                                      "random", "grid", "framediff"], frame_weights=SPLIT)
 
 
 def main() -> None:
@@ -125,7 +144,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path, help="finished demo roots, one per seed")
     a = p.parse_args()
     for run in a.runs:
-        static_subset(run)
+        extra_evaluations(run)
     n = len(a.runs)
     lines = [f"Mean ± std over {n} seed(s): {', '.join(str(r) for r in a.runs)}.", "",
              "### Held-out loss against gazing ratio (64 synthetic val clips)", *loss_table(a.runs, "demo_curves"), "",
@@ -135,6 +154,10 @@ def main() -> None:
              *simple_table(a.runs, "exps/demo_curves/imitation.csv", ("model",),
                            ("top1", "jaccard", "first_frame_jaccard", "later_frames_jaccard")), "",
              "### Static-camera val clips only", *loss_table(a.runs, "demo_static", ("ntp", "ntp_rl", "random", "framediff")), "",
+             "### Budgets split over frames 10:3 (the labels' mean split; `--frame-weights 10,3`)",
+             *loss_table(a.runs, "demo_split"), "", *reach_table(a.runs, "demo_split"), "",
+             "Static-camera val clips only, split 10:3:", "",
+             *loss_table(a.runs, "demo_static_split", ("ntp", "ntp_rl", "random", "framediff")), "",
              "### Adaptive stopping (cap 0.75, stop at predicted loss <= tau)",
              *simple_table(a.runs, "exps/demo_adaptive/adaptive.csv", ("model", "tau"),
                            ("gazing_ratio", "loss", "random_loss", "calibration")), "",

@@ -98,3 +98,26 @@ def test_ratio_to_reach_matches_its_curve(tiny):
     r = ratio_to_reach(spec.model, task, loader, mid, ratios)
     assert r == pytest.approx(crossing_ratio(c, mid))            # deterministic: same draws per call
     assert ratio_to_reach(spec.model, task, loader, -1.0, ratios) is None   # a loss is never negative
+
+
+@pytest.mark.slow
+def test_frame_weights_reach_every_models_budget(tiny, tmp_path):
+    """``frame_weights`` hands each model the split's per-frame counts; the clip's gazes stay the same."""
+    from autogaze.evaluate import evaluate_at_ratio
+    from autogaze.evaluation import models as M
+
+    e = tiny.exps
+    exp = M.load_experiment(e / "demo_mae" / "config.yaml", str(tiny.data), 4)
+    task = M.load_task(exp, e / "demo_mae" / "config.yaml")
+    for spec in M.load_gaze_models(["random", "framediff", f"ag={e / 'gaze'}"], dict(exp.model)):
+        seen = []
+        generate = spec.model.generate
+        spec.model.generate = lambda video, budget, **kw: seen.append(budget.max_gazes) or generate(video, budget, **kw)
+        loader = M.make_loader(exp, "val", spec.preprocessing, batch_size=2)
+        split = evaluate_at_ratio(spec.model, task, loader, 0.1, frame_weights=(10, 3))
+        uniform = evaluate_at_ratio(spec.model, task, loader, 0.1)
+        # 8 gazes over 4 frames: 10:3 gives 4.2 / 1.26 / 1.26 / 1.26 -> [4, 2, 1, 1]; uniform [2, 2, 2, 2]
+        assert all(m.tolist() == [[4, 2, 1, 1]] * len(m) for m in seen[:2]), spec.name
+        assert all(m.tolist() == [[2, 2, 2, 2]] * len(m) for m in seen[2:]), spec.name
+        assert split["gazing_ratio"] == pytest.approx(uniform["gazing_ratio"]) == pytest.approx(0.1)
+        assert split["loss"] != uniform["loss"]

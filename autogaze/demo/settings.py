@@ -42,15 +42,16 @@ class Demo:
     # 600 GRPO steps, K=1 needs 1.66x fewer patches than random and K=10 1.49x; NTP alone 1.21x and
     # 1.04x (docs/results.md, "One gaze per decoder step, and GRPO length").
     multi_token_pred: int = 1
-    grpo_steps: int = 600                 # GRPO optimizer steps (NTP+RL and RL only); 300 (K=10): 1.34x
+    grpo_steps: int = 300                 # GRPO optimizer steps (NTP+RL and RL only), of grpo_batch clips
     grpo_ratio: float = 0.2               # GRPO's video ratio cap (seed command: 0.75)
     # G rollouts per clip and clips per step (seed command: 12 and 64, micro-batches of 2 kept). From
     # one NTP checkpoint (K=10, before the clip and MAE fixes), 300 steps each: G=8 x 8 clips, gamma
     # 0.995 gained nothing at ratios <= 0.2; G=16 x 4 clips, gamma 0.9 lowered the loss at every ratio
-    # (docs/results.md, "GRPO settings"). At K=1, 8 clips x 300 steps (the same rollouts) gave 1.71 +- 0.13x
-    # over 3 seeds against this default's 1.66 +- 0.24x ("Eight clips per GRPO step"; not yet adopted).
+    # (docs/results.md, "GRPO settings"). At K=1, 8 clips x 300 steps gave 1.71 +- 0.13x over 3 seeds
+    # against 4 clips x 600 steps' 1.66 +- 0.24x: the same rollouts and cost, and half the seed spread
+    # ("Eight clips per GRPO step").
     grpo_group: int = 16
-    grpo_batch: int = 4
+    grpo_batch: int = 8
     grpo_discount: float = 0.9            # gamma per real gaze (seed: 0.995): credit stays near the frame
     grpo_lr: float = 1e-3                 # Adam; 3e-3 diverged (loss at 0.2: 1.001 vs NTP 0.982)
     grpo_optimizer: str = "adam"          # seed command: the yaml's sgd
