@@ -1,5 +1,5 @@
-"""Per-frame budgets from frame weights (evaluation/frame_split.py): hand-computed splits, the
-properties every split keeps, and ``--frame-weights`` reaching the gaze models' budgets."""
+"""Per-frame budgets from frame weights (evaluation/frame_split.py): hand-computed splits and the
+properties every split keeps. That the models receive these counts is tested in test_evaluate.py."""
 from __future__ import annotations
 
 import itertools
@@ -20,18 +20,20 @@ def test_hand_computed_splits():
     assert split_counts(1.0, 3, 5, (10, 3)) == [5, 5, 5]
 
 
-@pytest.mark.parametrize("ratio,T,P,w", list(itertools.product((0.03, 0.1, 0.25, 0.6, 0.9), (1, 3, 8), (4, 20, 84),
-                                                       ((10, 3), (1,), (1, 2, 3), (5, 1, 1, 9)))))
-def test_counts_sum_to_the_clip_budget_within_bounds(ratio, T, P, w):
-    counts = split_counts(ratio, T, P, w)
-    assert len(counts) == T and all(1 <= k <= P for k in counts)
-    assert sum(counts) == min(max(round(ratio * T * P), T), T * P)
-    # more weight never gets fewer gazes, unless capped at P
-    ws = frame_weights(w, T)
-    for a, b in itertools.permutations(range(T), 2):
-        if ws[a] > ws[b] and counts[b] < P:
-            assert counts[a] >= counts[b]
-    assert [int(r * P) for r in split_ratios(ratio, T, P, w)] == counts   # as ratios_to_budget rounds
+def test_counts_sum_to_the_clip_budget_within_bounds():
+    grid = itertools.product((0.03, 0.1, 0.25, 0.6, 0.9), (1, 3, 8), (4, 20, 84),
+                             ((10, 3), (1,), (1, 2, 3), (5, 1, 1, 9)))
+    for ratio, T, P, w in grid:
+        case = f"ratio={ratio} T={T} P={P} w={w}"
+        counts = split_counts(ratio, T, P, w)
+        assert len(counts) == T and all(1 <= k <= P for k in counts), case
+        assert sum(counts) == min(max(round(ratio * T * P), T), T * P), case
+        # more weight never gets fewer gazes, unless capped at P
+        ws = frame_weights(w, T)
+        for a, b in itertools.permutations(range(T), 2):
+            if ws[a] > ws[b] and counts[b] < P:
+                assert counts[a] >= counts[b], case
+        assert [int(r * P) for r in split_ratios(ratio, T, P, w)] == counts, case   # as ratios_to_budget rounds
 
 
 def test_bad_weights_are_refused():
