@@ -170,18 +170,25 @@ class GazeRollout:
 class GazeLabels:
     """Ground-truth gazes for NTP: the collated ``gazing_labels.json`` entries.
 
-    gazes:       Gazes with one extra padded slot per frame (upstream's collate).
-    task_losses: FloatTensor [B, N]  per-gaze task loss after that gaze (padded: frame's last value).
+    gazes:            Gazes with one extra padded slot per frame (upstream's collate).
+    task_losses:      FloatTensor [B, N]  per-gaze task loss after that gaze (padded: frame's last value).
+    candidate_ids:    LongTensor [B, N, M] or None  the labeller's M best candidates at each gaze
+                      (global ids, best first: entry 0 is the gaze), when labelled with them.
+    candidate_losses: FloatTensor [B, N, M] or None  the loss each candidate reaches (+inf: unused).
     """
 
     gazes: Gazes
     task_losses: Tensor
+    candidate_ids: Tensor | None = None
+    candidate_losses: Tensor | None = None
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> "GazeLabels":
-        return GazeLabels(self.gazes.map(fn), fn(self.task_losses))
+        opt = (None, None) if self.candidate_ids is None else (fn(self.candidate_ids), fn(self.candidate_losses))
+        return GazeLabels(self.gazes.map(fn), fn(self.task_losses), *opt)
 
     def to(self, device) -> "GazeLabels":
-        return GazeLabels(self.gazes.to(device), self.task_losses.to(device))
+        moved = self.map(lambda x: x.to(device))
+        return replace(moved, gazes=self.gazes.to(device))  # Gazes.to also moves num_per_frame
 
 
 @dataclass

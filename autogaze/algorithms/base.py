@@ -46,10 +46,10 @@ class ScoreAdapter(nn.Module):
 
     def forward(self, video: torch.Tensor, gazes: Gazes, *, temperature: float | None = None,
                 masked: bool | None = None, group_size: int | None = None,
-                tokens: torch.Tensor | None = None) -> GazeScores:
+                tokens: torch.Tensor | None = None, with_logits: bool | None = None) -> GazeScores:
         """See :meth:`GazePolicy.score`."""
         return self.model.score(video, gazes, **_set(temperature=temperature, masked=masked, group_size=group_size,
-                                                     tokens=tokens))
+                                                     tokens=tokens, with_logits=with_logits))
 
 
 class GazePolicy:
@@ -111,11 +111,13 @@ class GazePolicy:
                                                           vision_tokens=vision_tokens))
 
     def score(self, video: torch.Tensor, gazes: Gazes, *, temperature: float | None = None, masked: bool | None = None,
-              group_size: int | None = None, tokens: torch.Tensor | None = None) -> GazeScores:
+              group_size: int | None = None, tokens: torch.Tensor | None = None,
+              with_logits: bool | None = None) -> GazeScores:
         """Teacher-forced scores [B, N] with grad, through the (possibly DDP-wrapped) scorer. ``group_size``
-        G: ``video`` holds G group-major copies and the encoder runs on the first one only."""
+        G: ``video`` holds G group-major copies and the encoder runs on the first one only.
+        ``with_logits``: also the scored logits [B, N, V] (models with a per-slot softmax only)."""
         return self._scorer(video, gazes, **_set(temperature=temperature, masked=masked, group_size=group_size,
-                                                 tokens=tokens))
+                                                 tokens=tokens, with_logits=with_logits))
 
 
 @dataclass(frozen=True)

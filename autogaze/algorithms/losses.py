@@ -23,6 +23,26 @@ def masked_nll(log_probs: Tensor, is_real: Tensor) -> Tensor:
     return -(log_probs * m).sum(1) / batch_mean_length(is_real)
 
 
+def soft_label_nll(logits: Tensor, candidate_local: Tensor, candidate_losses: Tensor, temperature: float,
+                   is_real: Tensor) -> Tensor:
+    """Next-token loss against the labeller's candidates instead of its one pick, per clip.
+
+        w_bnm  = softmax_m( -(L_bnm - L_bn0) / temperature )      L = the loss candidate m reaches
+        soft_b = - sum_n m_bn sum_m w_bnm log p(c_bnm) / (sum_{b,n} m_bn / B + 1e-6)
+
+    Greedy search keeps only the best of candidates whose losses are often nearly equal, which makes
+    the hard label partly arbitrary; here each near-best candidate keeps a share of the target in
+    proportion to how close it came. temperature -> 0 gives back ``masked_nll`` of the pick.
+    logits [B, N, V]; candidate_local [B, N, M] frame-local ids (entry 0 = the pick);
+    candidate_losses [B, N, M] (+inf = unused); is_real [B, N] bool. Returns [B].
+    """
+    gap = (candidate_losses - candidate_losses[..., :1]).float()
+    w = torch.softmax(-gap / temperature, dim=-1)  # +inf gaps get weight 0
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, candidate_local)
+    nll = -(w * logp.masked_fill(w == 0, 0.0)).sum(-1)  # [B, N]
+    return (nll * is_real.float()).sum(1) / batch_mean_length(is_real)
+
+
 def task_loss_prediction_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Masked MSE of the task-loss head per clip.
 

@@ -62,6 +62,8 @@ def ntp_overrides(demo: Demo) -> list[str]:
         *cpu_gaze_model_overrides(demo.frame_size),
         f"trainer.max_steps={demo.ntp_steps}", "trainer.device=cpu", "trainer.num_workers=1",
         "trainer.visualize_every=0", "trainer.max_val_batches=2", "logger=none", *demo.task_extra,
+        *([f"algorithm.soft_label_temperature={demo.ntp_soft_label_temperature}"]
+          if demo.ntp_soft_label_temperature > 0 else []),
     ]
 
 

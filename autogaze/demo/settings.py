@@ -35,6 +35,11 @@ class Demo:
     # that builds the task gets them (mae, ntp, grpo, rl_only), since each loads the MAE's weights.
     task_extra: tuple[str, ...] = ()
     ntp_steps: int = 2000                 # optimizer steps of NTP (600: held-out loss 0.999 vs 0.982 at 2000)
+    # Soft NTP targets: the labeller records each greedy step's best candidates (label_top_candidates)
+    # and NTP spreads its target over them by softmax(-(loss - best) / ntp_soft_label_temperature).
+    # 0 / 0.0 = upstream's hard labels.
+    label_top_candidates: int = 0
+    ntp_soft_label_temperature: float = 0.0
     eval_ratio: float = 0.2               # NTP's validation ratio (4 of 20 patches per frame)
     compare_ratios: tuple[float, ...] = (0.1, 0.2)  # ratios of the greedy-label comparison (2 and 4 patches)
     # K, the gaze tokens one decoder position predicts (seed commands and released model: 10). With

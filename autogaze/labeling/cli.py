@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frame-strategy", default=b.frame_strategy, help="uniform | dirichlet")
     p.add_argument("--alpha", default=b.alpha, help="Dirichlet alpha: one value, 'first,rest' or clip_len values")
     p.add_argument("--candidate-batch", type=int, default=64, help="candidate gaze sets per MAE forward")
+    p.add_argument("--top-candidates", type=int, default=0,
+                   help="also record each greedy step's N best candidates and their losses (soft NTP targets, "
+                        "algorithm.soft_label_temperature); 0 = upstream's format")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's); 1 is fastest for tiny MAEs")
@@ -134,9 +137,12 @@ def settings_fingerprint(args, task_cfg: dict, dataset_cfg: dict, budget: LabelB
     if args.task_weights:
         st = os.stat(args.task_weights)
         weights = {"path": os.path.abspath(args.task_weights), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return {"task": task_cfg, "weights": weights, "split": args.split, "clip_len": dataset_cfg.get("clip_len"),
-            "seed": args.seed, "budget": budget.as_dict(), "precision": args.precision,
-            "roots": dataset_cfg.get("root")}
+    out = {"task": task_cfg, "weights": weights, "split": args.split, "clip_len": dataset_cfg.get("clip_len"),
+           "seed": args.seed, "budget": budget.as_dict(), "precision": args.precision,
+           "roots": dataset_cfg.get("root")}
+    if args.top_candidates:  # only when on, so part files written before the option still resume
+        out["top_candidates"] = args.top_candidates
+    return out
 
 
 def resolve_device(name: str) -> torch.device:
@@ -150,6 +156,8 @@ def run(args: argparse.Namespace) -> dict:
     """Label this process's shard, then merge if every shard is done. Returns a small summary."""
     budget = LabelBudget(args.ratio_strategy, args.ratio, args.ratio_min, args.ratio_max, args.lam,
                          args.frame_strategy, args.alpha).validate()
+    if args.top_candidates < 0:
+        raise ConfigError("--top-candidates", args.top_candidates, "must be >= 0", "use 0 (off) or e.g. 8")
     if args.threads:
         torch.set_num_threads(args.threads)
     task_cfg, dataset_cfg = group_configs(args)
@@ -192,7 +200,7 @@ def _label_one(task, dataset, i: int, key: str, args, budget: LabelBudget, devic
         return None
     video = batch.video_for_task[0].to(device)  # [T, 3, S, S]
     budgets = sample_clip_budget(budget, video.shape[0], task.tokens_per_frame, clip_generator(args.seed, key))
-    return label_clip(task, video, budgets, args.candidate_batch, args.precision)
+    return label_clip(task, video, budgets, args.candidate_batch, args.precision, top_candidates=args.top_candidates)
 
 
 def _merge_when_complete(directory: Path, keys: list[str], out: str, clip_len: int, tokens_per_frame: int) -> int:

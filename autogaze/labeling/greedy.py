@@ -38,13 +38,22 @@ class ClipLabels:
 
     gazing_pos:  T lists of *global* ids ``t * P + local`` in gaze order.
     task_losses: T lists of floats: frame t's loss after gazes 0..j of that frame.
+    candidate_pos / candidate_losses (optional, ``label_clip(top_candidates=M)``): for gaze j of
+        frame t, the M best candidates of that greedy step (global ids, best first, so entry 0 is
+        the pick) and the loss each would have reached. NTP can learn from them as soft targets
+        (``algorithm.soft_label_temperature``): near-equal candidates then share the credit.
     """
 
     gazing_pos: list[list[int]]
     task_losses: list[list[float]]
+    candidate_pos: list[list[list[int]]] | None = None
+    candidate_losses: list[list[list[float]]] | None = None
 
     def to_json(self) -> dict:
-        return {"gazing_pos": self.gazing_pos, "task_losses": self.task_losses}
+        out = {"gazing_pos": self.gazing_pos, "task_losses": self.task_losses}
+        if self.candidate_pos is not None:
+            out |= {"candidate_pos": self.candidate_pos, "candidate_losses": self.candidate_losses}
+        return out
 
 
 class ClipCache:
@@ -160,52 +169,70 @@ def frame_scorer(task, video: Tensor, t: int, context: list[list[int]], precisio
     return cache.scorer(t)
 
 
-def greedy_frame(scorer: FrameScorer, budget: int, candidate_batch: int) -> tuple[list[int], list[float]]:
+@dataclass
+class FramePicks:
+    """Greedy picks of one frame (frame-local ids). ``top_ids``/``top_losses``: per pick, the best
+    candidates of that step, best first (empty lists unless asked for)."""
+
+    ids: list[int]
+    losses: list[float]
+    top_ids: list[list[int]]
+    top_losses: list[list[float]]
+
+
+def greedy_frame(scorer: FrameScorer, budget: int, candidate_batch: int, top_candidates: int = 0) -> FramePicks:
     """Greedy picks for frame ``scorer.t``: ``budget`` frame-local ids and the loss after each.
 
     One Python iteration per *gaze*, never per candidate: the C = P - j remaining patches of step j
-    go through the MAE in chunks of ``candidate_batch`` rows. Ties go to the lowest id (argmin).
+    go through the MAE in chunks of ``candidate_batch`` rows. Ties go to the lowest id (argmin; the
+    stable sort keeps that order among the ``top_candidates`` too).
     """
     P = scorer.P
     device = scorer.device
     is_free = torch.ones(P, dtype=torch.bool, device=device)
-    picked: list[int] = []
-    losses: list[float] = []
+    out = FramePicks([], [], [], [])
     for _ in range(min(budget, P)):
-        base = torch.tensor(picked, dtype=torch.long, device=device)
+        base = torch.tensor(out.ids, dtype=torch.long, device=device)
         candidates = is_free.nonzero()[:, 0]  # [C] ascending
         scores = torch.cat([scorer.losses(base, chunk) for chunk in candidates.split(candidate_batch)])
         best = int(scores.argmin())
-        picked.append(int(candidates[best]))
-        losses.append(float(scores[best]))
+        out.ids.append(int(candidates[best]))
+        out.losses.append(float(scores[best]))
+        if top_candidates > 0:
+            order = torch.sort(scores, stable=True).indices[:top_candidates]
+            out.top_ids.append(candidates[order].tolist())
+            out.top_losses.append(scores[order].tolist())
         is_free[candidates[best]] = False
-    return picked, losses
+    return out
 
 
 def label_clip(task, video: Tensor, budgets: list[int], candidate_batch: int = 64,
-               precision: str = "fp32", on_forward=None) -> ClipLabels:
+               precision: str = "fp32", on_forward=None, top_candidates: int = 0) -> ClipLabels:
     """Greedy labels of one clip.
 
     task: any frozen Task (VideoMAEReconstruction uses the prefix cache); video [T, 3, S, S] (task-normalised,
     on the task's device);
     budgets: T per-frame gaze counts (each >= 1). ``on_forward``, if given, is called once per MAE
-    forward (tests count forwards with it).
+    forward (tests count forwards with it). ``top_candidates`` M > 0 also records each step's M
+    best candidates (``ClipLabels.candidate_pos``); the picks are the same.
     """
     T, P = video.shape[0], task.tokens_per_frame
     if len(budgets) != T:
         raise ValueError(f"need one budget per frame: {len(budgets)} budgets for T={T} frames")
-    gazing_pos: list[list[int]] = []
-    task_losses: list[list[float]] = []
+    labels = ClipLabels([], [], [] if top_candidates > 0 else None, [] if top_candidates > 0 else None)
     cache = open_clip(task, video, precision)
     for t in range(T):
         scorer = cache.scorer(t)
         if on_forward is not None:
             scorer.losses = _counted(scorer.losses, on_forward)
-        local, losses = greedy_frame(scorer, int(budgets[t]), candidate_batch)
-        cache.add_frame(t, local)
-        gazing_pos.append([t * P + i for i in local])
-        task_losses.append(losses)
-    return ClipLabels(gazing_pos, task_losses)
+        picks = greedy_frame(scorer, int(budgets[t]), candidate_batch, top_candidates)
+        cache.add_frame(t, picks.ids)
+        labels.gazing_pos.append([t * P + i for i in picks.ids])
+        labels.task_losses.append(picks.losses)
+        if top_candidates > 0:
+            labels.candidate_pos.append([[t * P + i for i in step] for step in picks.top_ids])
+            labels.candidate_losses.append(picks.top_losses)
+    return labels
 
 
 def _counted(fn, on_call):

@@ -4,6 +4,7 @@ Layout next to the output file ``OUT`` (e.g. ``gazing_labels.json``)::
 
     OUT.parts/manifest.json               settings the parts were made with (checked on restart)
     OUT.parts/shard-00003-of-00008.jsonl  one line per finished clip: {"key", "gazing_pos", "task_losses"}
+                                          (+ "candidate_pos", "candidate_losses" with --top-candidates)
 
 A clip's line is written, flushed and fsync'ed as soon as the clip is done, so a kill loses at most
 the clip in flight. A restart reads *every* part file (whatever sharding wrote it) and skips the
@@ -47,7 +48,7 @@ def check_manifest(directory: Path, settings: dict) -> None:
 
 
 def read_parts(directory: Path) -> dict[str, dict]:
-    """Every finished clip in ``directory``'s part files: key -> {"gazing_pos", "task_losses"}.
+    """Every finished clip in ``directory``'s part files: key -> its label entry (every field but "key").
 
     Lines that do not parse (a write cut by a kill) are ignored; a clip found twice (two runs
     with different sharding) keeps its first line; the greedy search is deterministic, so both agree.
@@ -59,7 +60,8 @@ def read_parts(directory: Path) -> dict[str, dict]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            done.setdefault(row["key"], {"gazing_pos": row["gazing_pos"], "task_losses": row["task_losses"]})
+            key = row.pop("key")
+            done.setdefault(key, row)
     return done
 
 

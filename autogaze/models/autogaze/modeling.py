@@ -117,7 +117,7 @@ class AutoGaze(PreTrainedModel, GazeModelBase):
 
     def score(self, video: Tensor, gazes: Gazes, *, temperature: float = 1.0, masked: bool = False,
               top_k: int | None = None, vision_tokens: Tensor | None = None, group_size: int = 1,
-              with_argmax: bool = False) -> GazeScores:
+              with_argmax: bool = False, with_logits: bool = False) -> GazeScores:
         """Teacher-forced scores of ``gazes``; differentiable.
 
         video [B, T, 3, H, W]; gazes [B, N]. Default: upstream's unmasked temperature-1 log-softmax.
@@ -127,6 +127,7 @@ class AutoGaze(PreTrainedModel, GazeModelBase):
         expand_groups); the encoder runs (forward and backward) on the first copy only and its
         tokens are repeated, which gives the same values and gradients at 1/G of the encoder cost.
         ``with_argmax``: also fill ``GazeScores.argmax_ids`` (imitation accuracy, evaluation/imitation.py).
+        ``with_logits``: also ``GazeScores.logits`` [B, N, P + 1] (NTP's soft-label targets).
         """
         if vision_tokens is None:
             rows = video.shape[0]
@@ -143,7 +144,7 @@ class AutoGaze(PreTrainedModel, GazeModelBase):
         top_k = self.config.sampling_top_k if top_k is None else top_k
         return score_hidden(self.decoder, hidden, rows[: src.numel()], rows[src.numel():], gazes,
                             layout.slot_in_frame, temperature=temperature, masked=masked,
-                            top_k=top_k if masked else 0, with_argmax=with_argmax)
+                            top_k=top_k if masked else 0, with_argmax=with_argmax, with_logits=with_logits)
 
     @torch.no_grad()
     def generate(self, video: Tensor, budget: Budget, *, temperature: float = 1.0, top_k: int | None = None,
