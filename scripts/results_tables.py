@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-RATIOS = (0.05, 0.1, 0.2, 0.3, 0.5)
+RATIOS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 SPLIT = (10.0, 3.0)  # frame 0 : each later frame
 MODELS = ("untrained", "ntp", "ntp_rl", "rl_only", "random", "grid", "framediff")
 
@@ -90,6 +90,40 @@ def simple_table(runs: list[Path], rel: str, key_cols: tuple[str, ...], value_co
     return out
 
 
+def reward_range_table(runs: list[Path]) -> list[str]:
+    """The MAE's losses with nothing, random (0.2) and every patch gazed (exps/demo_mae/reward_range.json)."""
+    rr = [json.loads(p.read_text()) for p in (run / "exps" / "demo_mae" / "reward_range.json" for run in runs)
+          if p.is_file()]
+    cols = ("none", "random", "full", "gaze_share", "random_share", "headroom")
+    return ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|",
+            "| " + " | ".join(ms([r[c] for r in rr], 3) for c in cols) + " |"]
+
+
+def adaptive_reach_table(runs: list[Path]) -> list[str]:
+    """Ratio at which each model's adaptive-stopping curve (loss against the ratio gazed, over tau) reaches
+    random's uniform loss at 0.2, and random's 0.2 divided by it."""
+    from autogaze.evaluate import crossing_ratio
+
+    ratio, missed = {}, {}
+    for run in runs:
+        reach = {r["model"]: r for r in rows(run / "exps" / "demo_curves" / "ratio_to_reach.csv")}
+        threshold = float(reach["random"]["threshold"])
+        adaptive = rows(run / "exps" / "demo_adaptive" / "adaptive.csv")
+        for m in dict.fromkeys(r["model"] for r in adaptive):
+            pts = [{"ratio": float(r["gazing_ratio"]), "loss": float(r["loss"])} for r in adaptive if r["model"] == m]
+            x = crossing_ratio(pts, threshold)
+            if x is None:
+                missed[m] = missed.get(m, 0) + 1
+                ratio.setdefault(m, [])
+            else:
+                ratio.setdefault(m, []).append(x)
+    out = ["| model | ratio to reach random's loss at 0.2 | fewer patches than random |", "|---|---|---|"]
+    for m, xs in ratio.items():
+        note = f" ({len(xs)} of {len(xs) + missed[m]} seeds; not reached on the others)" if m in missed else ""
+        out.append(f"| {m} (adaptive) | {ms(xs, 3)}{note} | {ms([0.2 / x for x in xs], 2)}× |")
+    return out
+
+
 def static_clips(run: Path) -> Path:
     """A data root whose val/ links the val clips whose camera does not pan (exps/demo_static/data)."""
     from autogaze.datasets.synthetic import clip_pans, masks_path
@@ -147,6 +181,7 @@ def main() -> None:
         extra_evaluations(run)
     n = len(a.runs)
     lines = [f"Mean ± std over {n} seed(s): {', '.join(str(r) for r in a.runs)}.", "",
+             "### The MAE's reward range (64 synthetic val clips)", *reward_range_table(a.runs), "",
              "### Held-out loss against gazing ratio (64 synthetic val clips)", *loss_table(a.runs, "demo_curves"), "",
              "### Patches needed to reach random's loss at ratio 0.2", *reach_table(a.runs, "demo_curves"), "",
              "### NTP against its greedy labels (first 16 val clips)", *gap_table(a.runs), "",
@@ -161,6 +196,9 @@ def main() -> None:
              "### Adaptive stopping (cap 0.75, stop at predicted loss <= tau)",
              *simple_table(a.runs, "exps/demo_adaptive/adaptive.csv", ("model", "tau"),
                            ("gazing_ratio", "loss", "random_loss", "calibration")), "",
+             "Patches needed to reach random's loss at ratio 0.2 when each frame stops at the model's own",
+             "predicted loss (the tau sweep above, as a curve against the ratio gazed):", "",
+             *adaptive_reach_table(a.runs), "",
              "### Real clips (46 clips from 4 videos)", *loss_table(a.runs, "demo_real"), "",
              *reach_table(a.runs, "demo_real")]
     print("\n".join(lines))

@@ -84,3 +84,13 @@ def test_demo_object_radius_reaches_the_rendered_clips(tmp_path):
         stage_data(demo)
         covered[name] = np.mean([(load_masks(c) > 0).mean() for c in sorted((demo.data / "train").glob("*.mp4"))])
     assert 0 < covered["small"] < covered["default"] / 3
+
+
+def test_worker_processes_write_the_same_bytes(tmp_path):
+    from autogaze.datasets.synthetic import make_synthetic_dataset
+
+    one = make_synthetic_dataset(tmp_path / "one", n_train=3, n_val=2, num_frames=3, size=32, seed=4)
+    two = make_synthetic_dataset(tmp_path / "two", n_train=3, n_val=2, num_frames=3, size=32, seed=4, workers=2)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert len(files) == 10  # 5 clips, each an mp4 and its masks
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)

@@ -189,20 +189,38 @@ def clip_seed(seed: int, split: str, index: int) -> int:
     return (seed * 1_000_003 + zlib.crc32(split.encode()) * 101 + index) % (2**63)
 
 
+def write_clip(path: str | Path, num_frames: int, size: int | tuple[int, int], seed: int,
+               world: World = World()) -> Path:
+    """Render one clip and write it to ``path`` (mp4) with its masks beside it; returns ``path``."""
+    clip = render_clip(num_frames, size, seed, world)
+    path = write_mp4(path, clip.frames)
+    np.savez_compressed(masks_path(path), masks=clip.masks, pans=np.array(clip.pans))
+    return path
+
+
 def make_synthetic_dataset(root: str | Path, n_train: int = 32, n_val: int = 8, num_frames: int = 16,
-                           size: int | tuple[int, int] = 224, seed: int = 0, world: World = World()) -> Path:
+                           size: int | tuple[int, int] = 224, seed: int = 0, world: World = World(),
+                           workers: int = 1) -> Path:
     """Write ``root/{train,val}/clip_00000.mp4 ...``, each with its ``clip_00000_masks.npz``
     (``masks``: uint8 [T, H, W] object ids; ``pans``: whether the camera pans); return ``root``.
 
     Existing files are overwritten, so calling twice with the same arguments gives the same bytes.
+    Every clip is a function of its own seed, so ``workers`` processes write the same files as one.
     """
     root = Path(root)
+    jobs = []
     for split, n in (("train", n_train), ("val", n_val)):
         (root / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            clip = render_clip(num_frames, size, clip_seed(seed, split, i), world)
-            path = write_mp4(root / split / f"clip_{i:05d}.mp4", clip.frames)
-            np.savez_compressed(masks_path(path), masks=clip.masks, pans=np.array(clip.pans))
+        jobs += [(root / split / f"clip_{i:05d}.mp4", num_frames, size, clip_seed(seed, split, i), world)
+                 for i in range(n)]
+    if workers <= 1:
+        for job in jobs:
+            write_clip(*job)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(write_clip, *zip(*jobs), chunksize=max(1, len(jobs) // (8 * workers))))
     return root
 
 

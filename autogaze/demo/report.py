@@ -3,6 +3,7 @@ stopping and real clips, read back from the CSVs the stages wrote."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from autogaze.demo.settings import Demo
@@ -27,13 +28,36 @@ def patch_savings(reach: list[dict]) -> list[str]:
     return lines
 
 
+def adaptive_savings(adaptive: list[dict], threshold: float, ratio: float) -> list[str]:
+    """Each model's patches at its own per-frame stops (the tau sweep of stage adaptive, as a curve of
+    loss against the ratio it gazed) against random's uniform ``ratio`` at the same loss ``threshold``."""
+    from autogaze.evaluate import crossing_ratio
+
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in adaptive):
+        pts = [{"ratio": float(r["gazing_ratio"]), "loss": float(r["loss"])} for r in adaptive if r["model"] == model]
+        x = crossing_ratio(pts, threshold)
+        lines.append(f"  {model:10s} " + (f"at ratio {x:.3f}: {ratio / x:.2f}x fewer patches than random" if x
+                                           else "does not reach it at any tau tried"))
+    return [f"patches to reach random's loss at ratio {ratio} (L={threshold}) when the model stops each frame itself:",
+            *lines]
+
+
 def summary_text(demo: Demo) -> str:
     from autogaze.evaluation.report import format_table
 
     d = demo.exps / "demo_curves"
     curve, reach = _rows(d / "loss_vs_ratio.csv"), _rows(d / "ratio_to_reach.csv")
-    lines = [f"held-out ({demo.data}/val) reconstruction loss against gazing ratio; ratio@L = the gazing "
-             "ratio needed to reach loss L ('>max': not reached)", format_table(curve, reach)]
+    lines = []
+    rr = demo.exps / "demo_mae" / "reward_range.json"
+    if rr.is_file():
+        from autogaze.evaluation.reward_range import RewardRange
+
+        raw = json.loads(rr.read_text())
+        lines.append("reward range of the MAE (val): " + RewardRange(
+            **{k: raw[k] for k in ("none", "random", "full", "ratio", "clips")}).describe())
+    lines += [f"held-out ({demo.data}/val) reconstruction loss against gazing ratio; ratio@L = the gazing "
+              "ratio needed to reach loss L ('>max': not reached)", format_table(curve, reach)]
     if reach:
         lines.append(f"patches needed to reach random's loss at ratio {demo.eval_ratio} (L={reach[0]['threshold']}):")
         lines += patch_savings(reach)
@@ -52,6 +76,8 @@ def summary_text(demo: Demo) -> str:
         lines += [f"  {r['model']:10s} tau {float(r['tau']):.2f}: ratio {float(r['gazing_ratio']):.3f}  loss "
                   f"{float(r['loss']):.4f}  random {float(r['random_loss']):.4f}  |pred-actual| "
                   f"{float(r['calibration']):.3f}" for r in adaptive]
+        if reach:
+            lines += adaptive_savings(adaptive, float(reach[0]["threshold"]), demo.eval_ratio)
     real = demo.exps / "demo_real"
     real_curve, real_reach = _rows(real / "loss_vs_ratio.csv"), _rows(real / "ratio_to_reach.csv")
     if real_curve:

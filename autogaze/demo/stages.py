@@ -25,7 +25,8 @@ def stage_data(demo: Demo) -> None:
 
     if demo.data_dir is None:
         make_synthetic_dataset(demo.data, demo.n_train, demo.n_val, demo.clip_len, demo.frame_size, demo.seed,
-                               World(pan_fraction=demo.pan_fraction, radius=tuple(demo.object_radius)))
+                               World(pan_fraction=demo.pan_fraction, radius=tuple(demo.object_radius)),
+                               workers=max(demo.procs, 1))
     elif demo.data != demo.data_dir:  # a plain folder of videos: cut it into the demo's clips
         from autogaze.datasets.clips import cut_into_clips
 
@@ -47,8 +48,20 @@ def mae_overrides(demo: Demo) -> list[str]:
 
 
 def stage_mae(demo: Demo) -> None:
-    """A small VideoMAE trained from scratch on random gazes: the reward and the labeller's scorer."""
-    train(demo, "demo_mae", "demo_mae", mae_overrides(demo))
+    """A small VideoMAE trained from scratch on random gazes: the reward and the labeller's scorer.
+    Then its reward range on the val clips (evaluation/reward_range.py): how much of its loss gazing
+    can remove at all, since a policy can only matter where gazing does."""
+    from autogaze.evaluation.reward_range import LOW_HEADROOM, reward_range_of_experiment
+
+    exp = train(demo, "demo_mae", "demo_mae", mae_overrides(demo))
+    rr = reward_range_of_experiment(exp / "config.yaml", data_root=str(demo.data), ratio=demo.eval_ratio,
+                                    seed=demo.seed)
+    (exp / "reward_range.json").write_text(json.dumps(rr.as_dict(), indent=1))
+    log.info("reward range: %s", rr.describe())
+    if rr.headroom < LOW_HEADROOM:
+        log.warning("the MAE barely rewards gazing (every patch gazed removes %.0f%% of random gazing's loss, "
+                    "< %.0f%%): every gaze policy will be near random; train it longer (Demo.mae_steps)",
+                    100 * rr.headroom, 100 * LOW_HEADROOM)
 
 
 def label_args(demo: Demo, split: str, out: Path, seed: int) -> list[str]:
@@ -117,7 +130,18 @@ def model_specs(demo: Demo) -> list[str]:
 
 def stage_curves(demo: Demo) -> None:
     """Held-out loss against gazing ratio of every model (``python -m autogaze.evaluate``), the ratio
-    each needs to reach the thresholds (Table 3), and imitation of the val labels."""
+    each needs to reach the thresholds (Table 3), and imitation of the val labels. With ``procs >= 2``
+    the stages adaptive and real (independent of this one) run at the same time in a second process."""
+    pending = [s for s in ("adaptive", "real") if not STAGE_OUTPUTS[s](demo).exists()]
+    child = None
+    if demo.procs >= 2 and pending:
+        child = subprocess.Popen([sys.executable, "-m", "autogaze.demo", *settings_argv(demo), "--only", *pending])
+    _curves(demo)
+    if child is not None and child.wait():
+        raise RuntimeError(f"the {' and '.join(pending)} process failed (exit code {child.returncode})")
+
+
+def _curves(demo: Demo) -> None:
     from autogaze.evaluate import evaluate_models
     from autogaze.evaluation.imitation import IMITATION_COLUMNS, imitation_table
     from autogaze.evaluation.report import write_csv
@@ -215,6 +239,9 @@ STAGES = [
     Stage("overlay", stage_overlay, lambda d: d.exps / "demo_overlay" / "overlay.mp4"),
     Stage("summary", stage_summary, lambda d: d.exps / "demo_summary.txt"),
 ]
+
+
+STAGE_OUTPUTS = {stage.name: stage.output for stage in STAGES}
 
 
 def run_demo(demo: Demo, only: list[str] | None = None) -> dict[str, float]:
