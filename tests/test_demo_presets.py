@@ -66,3 +66,17 @@ def test_a_root_refuses_a_run_with_other_sizes(tmp_path):
         claim_root(preset("proof", root=tmp_path))
     with pytest.raises(ValueError, match="seed: 0 -> 1"):
         claim_root(preset("demo", root=tmp_path, seed=1))
+
+
+def test_label_extra_reaches_the_labeller_and_the_settings_file(tmp_path):
+    from autogaze.demo.stages import label_args
+    from autogaze.labeling.cli import parse_args
+
+    extra = ("--ratio-strategy", "uniform", "--ratio-min", "0.05", "--frame-strategy", "uniform")
+    demo = Demo(root=tmp_path, label_extra=extra)
+    args = parse_args(label_args(demo, "train", tmp_path / "labels.json", 0))
+    assert (args.ratio_strategy, args.ratio_min, args.frame_strategy) == ("uniform", 0.05, "uniform")
+    default = parse_args(label_args(Demo(root=tmp_path), "train", tmp_path / "labels.json", 0))
+    assert (default.ratio_strategy, default.frame_strategy) == ("exponential", "dirichlet")  # the paper's budgets
+    claim_root(demo)
+    assert load_settings(tmp_path / "exps" / "demo_settings.json").label_extra == extra

@@ -39,6 +39,9 @@ class Demo:
     # and NTP spreads its target over them by softmax(-(loss - best) / ntp_soft_label_temperature).
     # 0 / 0.0 = upstream's hard labels.
     label_top_candidates: int = 0
+    # Extra ``python -m autogaze.label`` arguments, e.g. the budget flags (--ratio-strategy ...);
+    # () = the paper's budgets: clip ratio ~ Exp(10) in [0.02, 0.2], split 10:3 over frames.
+    label_extra: tuple[str, ...] = ()
     ntp_soft_label_temperature: float = 0.0
     eval_ratio: float = 0.2               # NTP's validation ratio (4 of 20 patches per frame)
     compare_ratios: tuple[float, ...] = (0.1, 0.2)  # ratios of the greedy-label comparison (2 and 4 patches)

@@ -70,7 +70,8 @@ def label_args(demo: Demo, split: str, out: Path, seed: int) -> list[str]:
     return ["--data-root", str(demo.data), "--split", split, "--clip-len", str(demo.clip_len),
             "--task-config", str(demo.exps / "demo_mae" / "config.yaml"), "--task-weights", str(demo.task_weights),
             "--out", str(out), "--seed", str(seed), "--device", "cpu", "--threads", "1",
-            *(["--top-candidates", str(demo.label_top_candidates)] if demo.label_top_candidates else [])]
+            *(["--top-candidates", str(demo.label_top_candidates)] if demo.label_top_candidates else []),
+            *demo.label_extra]
 
 
 def stage_labels(demo: Demo) -> None:
