@@ -63,13 +63,15 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     container, stream = _open(path)
     try:
         first = next(_decode(container, stream, path), None)
+        # read the header fields while the container is open: PyAV >= 18.1.1 refuses them after close
+        rate = stream.average_rate or stream.guessed_rate
+        frames = int(stream.frames) or None
     finally:
         container.close()
     if first is None:
         raise VideoError(f"cannot read video {path}: it has no decodable frames")
-    rate = stream.average_rate or stream.guessed_rate
     fps = float(rate) if rate else 25.0
-    return VideoInfo(path, first.shape[0], first.shape[1], fps, int(stream.frames) or None)
+    return VideoInfo(path, first.shape[0], first.shape[1], fps, frames)
 
 
 def _decode(container, stream, path: str, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
