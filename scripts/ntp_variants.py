@@ -2,12 +2,17 @@
 
 Each variant gets its own root beside the source: the source's clips (linked) and MAE (copied), then
 the demo's stages ``labels`` and ``ntp`` with the variant's changes, then the held-out loss of the
-variant's NTP, the source's NTP and random gazing at ratios 0.05-0.2 (``<out>/<name>/eval.json``)::
+variant's NTP, the source's NTP and random gazing at ratios 0.05-0.2 (``<out>/<name>/eval.json``), with
+the ratio each needs to reach random's loss at the demo's ``eval_ratio``. ``--grpo`` goes on with the demo's
+GRPO stage from the variant's NTP and evaluates both stages of variant and source at the demo's curve ratios,
+on the val clips and on the source's real clips::
 
     python scripts/ntp_variants.py --src runs/seed0 --out runs/ntp_var --name lr1e-3 --reuse-labels trainer.lr=1e-3
     python scripts/ntp_variants.py --src runs/seed0 --out runs/ntp_var --name uniform \\
         --label-args="--ratio-strategy uniform --ratio-min 0.05 --ratio-max 0.25 --frame-strategy uniform"
     python scripts/ntp_variants.py --src runs/seed0 --out runs/ntp_var --name n6144 --n-train 6144
+    python scripts/ntp_variants.py --src runs/seed0 --out runs/ntp_var --name big --n-train 6144 --grpo \
+        trainer.lr=1e-3 trainer.max_steps=4000 model.gaze_model_config.gaze_decoder_config.num_hidden_layers=3 ...
 
 ``--reuse-labels`` links the source's labels instead of labelling again; ``--n-train N`` writes the
 source's first N synthetic training clips anew (clip i is the same clip at any N), so N > 3072 adds
@@ -61,7 +66,9 @@ def main() -> None:
     p.add_argument("--label-args", default="", help="extra python -m autogaze.label arguments, one string")
     p.add_argument("--reuse-labels", action="store_true", help="link the source's labels")
     p.add_argument("--n-train", type=int, default=0, help="write this many synthetic training clips")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides of the NTP experiment")
+    p.add_argument("--grpo", action="store_true",
+                   help="then the demo's GRPO stage from the variant's NTP, and the real clips' curves too")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of the NTP experiment (all but trainer.* reach GRPO)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)
@@ -71,12 +78,27 @@ def main() -> None:
     demo = dataclasses.replace(src, root=root, n_train=args.n_train or src.n_train, data_dir=None,
                                label_extra=tuple(shlex.split(args.label_args)), extra_overrides=list(args.overrides))
     run_demo(demo, ["labels", "ntp"])
-    rows, _ = evaluate_models([f"{args.name}={root / 'exps' / 'demo_ntp'}", f"source={src.exps / 'demo_ntp'}", "random"],
-                              root / "exps" / "demo_mae" / "config.yaml", data_root=str(demo.data), split="val",
-                              seed=src.seed, ratios=RATIOS)
-    (root / "eval.json").write_text(json.dumps(rows, indent=1))
-    for r in rows:
-        print(f"{r['model']:>12} ratio {r['ratio']:.2f} loss {r['loss']:.4f}")
+    models = [f"{args.name}={root / 'exps' / 'demo_ntp'}", f"source={src.exps / 'demo_ntp'}"]
+    if args.grpo:
+        # trainer.* overrides are NTP's own (steps, lr); the rest (the gaze model's shape) must reach GRPO too
+        shape = [o for o in args.overrides if not o.startswith("trainer.")]
+        run_demo(dataclasses.replace(demo, procs=1, extra_overrides=shape), ["grpo"])
+        models += [f"{args.name}_rl={root / 'exps' / 'demo_grpo'}", f"source_rl={src.exps / 'demo_grpo'}"]
+    config = root / "exps" / "demo_mae" / "config.yaml"
+    splits = [("val", demo.data)] + ([("real", src.real_clips)] if args.grpo and (src.real_clips / "val").is_dir() else [])
+    out = {}
+    for name, data in splits:
+        kw = dict(data_root=str(data), split="val", seed=src.seed)
+        rnd, _ = evaluate_models(["random"], config, ratios=[src.eval_ratio], **kw)
+        threshold = round(rnd[0]["loss"], 4)  # random's loss at eval_ratio, as in the demo's summary
+        rows, reach = evaluate_models(models + ["random"], config, ratios=src.curve_ratios if args.grpo else RATIOS,
+                                      thresholds=[threshold], **kw)
+        out[name] = {"curve": rows, "reach": reach}
+        for r in reach:
+            print(f"{name}: {r['model']:>14} reaches random's {r['threshold']} at ratio {r['ratio_to_reach']}")
+    (root / "eval.json").write_text(json.dumps(out, indent=1))
+    for r in out["val"]["curve"]:
+        print(f"{r['model']:>14} ratio {r['ratio']:.2f} loss {r['loss']:.4f}")
 
 
 if __name__ == "__main__":

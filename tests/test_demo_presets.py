@@ -80,3 +80,13 @@ def test_label_extra_reaches_the_labeller_and_the_settings_file(tmp_path):
     assert (default.ratio_strategy, default.frame_strategy) == ("exponential", "dirichlet")  # the paper's budgets
     claim_root(demo)
     assert load_settings(tmp_path / "exps" / "demo_settings.json").label_extra == extra
+
+
+def test_gaze_model_size_and_ntp_lr_reach_both_stages(tmp_path):
+    demo = Demo(root=tmp_path, gaze_width=32, gaze_layers=3, ntp_lr=1e-3)
+    ntp = parse_config(compose("video_folder_video_mae_reconstruction_ar_gaze_ntp", ntp_overrides(demo)),
+                       "video_folder_video_mae_reconstruction_ar_gaze_ntp")
+    assert ntp.trainer.lr == 1e-3
+    for exp in (ntp, parse_config(compose(GRPO_CONFIG, grpo_overrides(demo, None)), GRPO_CONFIG)):
+        decoder = build_gaze_model(exp).config.gaze_model_config["gaze_decoder_config"]
+        assert (decoder["hidden_size"], decoder["num_hidden_layers"]) == (32, 3)

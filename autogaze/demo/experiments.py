@@ -33,7 +33,7 @@ def ntp_overrides(demo: Demo) -> list[str]:
 
     Changed from the seed command: paths, clip_len, scales and tokens (64-px frames), the task
     (tiny MAE with l1 instead of vit-mae-large with l1+dinov2_reg+siglip2), batch and step counts,
-    the LR (5e-4 -> 2e-3, for few steps) and K, the gazes per decoder step (10 ->
+    the LR (5e-4 -> ``ntp_lr``, 2e-3 by default, for few steps) and K, the gazes per decoder step (10 ->
     ``multi_token_pred``, 1 by default); added: small gaze-model widths and CPU trainer settings.
     """
     T, P, s = demo.clip_len, demo.tokens_per_frame, demo.scales
@@ -54,12 +54,12 @@ def ntp_overrides(demo: Demo) -> list[str]:
         "task.recon_model_config.loss_type=l1", "task.recon_model_config.loss_weights=1", f"task.scales={s}",
         "algorithm.optimize_task_loss_prediction=True",
         "trainer.train_gaze=True", "trainer.train_task=False", "trainer.detach_task=True",
-        "trainer.lr=2e-3", "trainer.lr_schedule=linear", "trainer.optimizer=adam",
+        f"trainer.lr={demo.ntp_lr:g}", "trainer.lr_schedule=linear", "trainer.optimizer=adam",
         "trainer.n_epochs=1000", "trainer.batch_size=16", "trainer.per_gpu_max_batch_size=16",
         "trainer.temp_schedule_args.exp.temp_end=0.3", "trainer.temp_schedule_args.exp.temp_start=3",
         "trainer.val_nsteps=100", "trainer.save_nsteps=100", f"trainer.task_weights={demo.task_weights}",
         # ---- CPU sizes (appended)
-        *cpu_gaze_model_overrides(demo.frame_size),
+        *cpu_gaze_model_overrides(demo.frame_size, demo.gaze_width, demo.gaze_layers),
         f"trainer.max_steps={demo.ntp_steps}", "trainer.device=cpu", "trainer.num_workers=1",
         "trainer.visualize_every=0", "trainer.max_val_batches=2", "logger=none", *demo.task_extra,
         *([f"algorithm.soft_label_temperature={demo.ntp_soft_label_temperature}"]
@@ -67,13 +67,14 @@ def ntp_overrides(demo: Demo) -> list[str]:
     ]
 
 
-def cpu_gaze_model_overrides(frame_size: int) -> list[str]:
-    """A ~0.2M-parameter AutoGaze for 64-px frames (released: 192 wide, 4 layers, 224 px)."""
+def cpu_gaze_model_overrides(frame_size: int, width: int = 64, layers: int = 2) -> list[str]:
+    """A small AutoGaze for CPU (released: 192 wide, 4 layers, 224 px). The demo's default, 64 wide
+    with 2 decoder layers, has ~0.2M parameters; ``Demo.gaze_width`` / ``gaze_layers`` change it."""
     g = "model.gaze_model_config"
-    return [f"{g}.input_img_size={frame_size}", f"{g}.vision_model_config.hidden_dim=64",
-            f"{g}.vision_model_config.out_dim=64", f"{g}.connector_config.hidden_dim=64",
-            f"{g}.gaze_decoder_config.hidden_size=64", f"{g}.gaze_decoder_config.intermediate_size=128",
-            f"{g}.gaze_decoder_config.num_attention_heads=4", f"{g}.gaze_decoder_config.num_hidden_layers=2"]
+    return [f"{g}.input_img_size={frame_size}", f"{g}.vision_model_config.hidden_dim={width}",
+            f"{g}.vision_model_config.out_dim={width}", f"{g}.connector_config.hidden_dim={width}",
+            f"{g}.gaze_decoder_config.hidden_size={width}", f"{g}.gaze_decoder_config.intermediate_size={2 * width}",
+            f"{g}.gaze_decoder_config.num_attention_heads=4", f"{g}.gaze_decoder_config.num_hidden_layers={layers}"]
 
 
 def grpo_overrides(demo: Demo, gaze_weights: Path | None) -> list[str]:
@@ -119,7 +120,7 @@ def grpo_overrides(demo: Demo, gaze_weights: Path | None) -> list[str]:
         "trainer.val_nsteps=1000", "trainer.save_nsteps=1000", f"trainer.task_weights={demo.task_weights}",
         *([f"trainer.gaze_weights={gaze_weights}"] if gaze_weights else []),
         # ---- CPU sizes and the toy's reward and optimizer (appended)
-        *cpu_gaze_model_overrides(demo.frame_size), "task.recon_sample_rate=1.0",
+        *cpu_gaze_model_overrides(demo.frame_size, demo.gaze_width, demo.gaze_layers), "task.recon_sample_rate=1.0",
         f"algorithm.discount_factor={demo.grpo_discount}",
         "algorithm.normalize_advantage_std=true", "algorithm.score_under_sampling_distribution=true",
         f"trainer.optimizer={demo.grpo_optimizer}", "trainer.lr_schedule=constant",

@@ -35,6 +35,12 @@ class Demo:
     # that builds the task gets them (mae, ntp, grpo, rl_only), since each loads the MAE's weights.
     task_extra: tuple[str, ...] = ()
     ntp_steps: int = 2000                 # optimizer steps of NTP (600: held-out loss 0.999 vs 0.982 at 2000)
+    ntp_lr: float = 2e-3                  # NTP's Adam lr, linear decay (seed command: 5e-4, for many more steps)
+    # The gaze model's width (vision encoder, connector and decoder) and decoder layers, in NTP, GRPO and
+    # RL only. 64 x 2 (~0.2M parameters) fits make demo's 15 minutes; a larger one needs more clips than
+    # 3072 to gain (docs/results.md, "Where NTP stops short of its labels").
+    gaze_width: int = 64
+    gaze_layers: int = 2
     # Soft NTP targets: the labeller records each greedy step's best candidates (label_top_candidates)
     # and NTP spreads its target over them by softmax(-(loss - best) / ntp_soft_label_temperature).
     # 0 / 0.0 = upstream's hard labels.
