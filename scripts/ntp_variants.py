@@ -68,6 +68,7 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=0, help="write this many synthetic training clips")
     p.add_argument("--grpo", action="store_true",
                    help="then the demo's GRPO stage from the variant's NTP, and the real clips' curves too")
+    p.add_argument("--grpo-lr", type=float, help="GRPO's lr (default: the demo's, Demo.grpo_lr)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the NTP experiment (all but trainer.* reach GRPO)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -82,7 +83,8 @@ def main() -> None:
     if args.grpo:
         # trainer.* overrides are NTP's own (steps, lr); the rest (the gaze model's shape) must reach GRPO too
         shape = [o for o in args.overrides if not o.startswith("trainer.")]
-        run_demo(dataclasses.replace(demo, procs=1, extra_overrides=shape), ["grpo"])
+        lr = args.grpo_lr if args.grpo_lr is not None else demo.grpo_lr
+        run_demo(dataclasses.replace(demo, procs=1, extra_overrides=shape, grpo_lr=lr), ["grpo"])
         models += [f"{args.name}_rl={root / 'exps' / 'demo_grpo'}", f"source_rl={src.exps / 'demo_grpo'}"]
     config = root / "exps" / "demo_mae" / "config.yaml"
     splits = [("val", demo.data)] + ([("real", src.real_clips)] if args.grpo and (src.real_clips / "val").is_dir() else [])

@@ -45,7 +45,7 @@ def test_every_preset_composes_a_valid_mae_experiment_with_its_decoder(tmp_path,
     validate_components(exp)
     task = build_task(exp)
     assert task.tokens_per_frame == demo.tokens_per_frame and exp.trainer.max_steps == demo.mae_steps
-    width = {"demo": 32, "proof": 64}[name]  # proof: the decoder that learned to copy at 128 px
+    width = {"demo": 32, "large": 32, "proof": 64}[name]  # proof: the decoder that learned to copy at 128 px
     assert exp.task["recon_model_config"]["decoder_hidden_size"] in (None, width)
     assert task.mae.config.decoder_hidden_size == width
 
