@@ -33,7 +33,8 @@ import torch
 
 from autogaze.demo import Demo, run_demo
 from autogaze.demo.settings import load_settings
-from autogaze.evaluate import evaluate_models
+from autogaze.evaluate import crossing_ratio, evaluate_models
+from autogaze.evaluation.report import format_reach
 
 RATIOS = (0.05, 0.1, 0.15, 0.2)
 
@@ -44,10 +45,9 @@ def variant_root(src: Demo, root: Path, n_train: int, reuse_labels: bool) -> Non
     syn = root / "data" / "synthetic"
     syn.mkdir(parents=True, exist_ok=True)
     if n_train and not (syn / "train").exists():
-        from autogaze.datasets.synthetic import World, make_synthetic_dataset
+        from autogaze.datasets.synthetic import make_synthetic_dataset
 
-        world = World(pan_fraction=src.pan_fraction, radius=tuple(src.object_radius))
-        make_synthetic_dataset(syn, n_train, 0, src.clip_len, src.frame_size, src.seed, world, workers=2)
+        make_synthetic_dataset(syn, n_train, 0, src.clip_len, src.frame_size, src.seed, src.world(), workers=2)
         (syn / "val").rmdir()  # made empty (0 val clips); linked below
     names = ["train", "val"] + (["gazing_labels.json", "val_gazing_labels.json"] if reuse_labels else [])
     for name in names:
@@ -91,10 +91,14 @@ def main() -> None:
     out = {}
     for name, data in splits:
         kw = dict(data_root=str(data), split="val", seed=src.seed)
-        rnd, _ = evaluate_models(["random"], config, ratios=[src.eval_ratio], **kw)
-        threshold = round(rnd[0]["loss"], 4)  # random's loss at eval_ratio, as in the demo's summary
-        rows, reach = evaluate_models(models + ["random"], config, ratios=src.curve_ratios if args.grpo else RATIOS,
-                                      thresholds=[threshold], **kw)
+        ratios = sorted({*(src.curve_ratios if args.grpo else RATIOS), src.eval_ratio})
+        rows, _ = evaluate_models(models + ["random"], config, ratios=ratios, **kw)
+        # random's loss at eval_ratio, as in the demo's summary, read off the same curves
+        threshold = round(next(r["loss"] for r in rows if r["model"] == "random" and r["ratio"] == src.eval_ratio), 4)
+        reach = [{"model": m, "threshold": threshold,
+                  "ratio_to_reach": format_reach(crossing_ratio([r for r in rows if r["model"] == m], threshold),
+                                                 max(ratios))}
+                 for m in dict.fromkeys(r["model"] for r in rows)]
         out[name] = {"curve": rows, "reach": reach}
         for r in reach:
             print(f"{name}: {r['model']:>14} reaches random's {r['threshold']} at ratio {r['ratio_to_reach']}")

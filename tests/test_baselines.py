@@ -38,16 +38,10 @@ def test_grid_covers_coarse_scales_first():
     assert sorted(g.ids[0].tolist()) == list(range(20))          # all of 32px (4) and 64px (16)
 
 
-def test_framediff_gazes_where_the_frame_changed():
-    video = torch.zeros(1, 2, 3, 224, 224)
-    video[0, 1, :, 160:176, 32:48] = 1.0                         # one 16px patch changes in frame 1
-    g = FrameDiffGaze.from_config(CFG).generate(video, Budget(torch.tensor([[1, 1]]))).gazes
-    local = g.local_ids()[0, 1].item()
-    assert local == 69 + 10 * 14 + 2                             # row 10, col 2 of the 14x14 scale
-    assert g.local_ids()[0, 0].item() == 69                      # frame 0: coverage, finest scale first
+SMALL = {"scales": "32+64", "num_vision_tokens_each_frame": 20, "max_num_frames": 4}  # 4 coarse + 16 finest
 
 
-def test_framediff_spends_the_rest_on_patches_not_gazed_yet():
+def test_framediff_covers_patches_not_gazed_yet_first():
     video = torch.zeros(1, 3, 3, 224, 224)                       # nothing changes
     budget = Budget(torch.tensor([[5, 5, 5]]))
     fd = FrameDiffGaze.from_config(CFG).generate(video, budget).gazes
@@ -59,13 +53,33 @@ def test_framediff_spends_the_rest_on_patches_not_gazed_yet():
     assert local[5:10].tolist() == order[5:10].tolist() and local[10:].tolist() == order[10:15].tolist()
 
 
-def test_framediff_changed_patches_come_before_stale_ones():
-    video = torch.zeros(1, 2, 3, 224, 224)
-    video[0, 1, :, 0:16, 0:16] = 1.0                             # the top-left 16px patch changes
-    fd = FrameDiffGaze.from_config(CFG).generate(video, Budget(torch.tensor([[3, 3]]))).gazes
-    frame1 = fd.local_ids()[0, 3:].tolist()
-    assert frame1[0] == 69                                       # finest scale, row 0, col 0 leads
-    assert all(i >= 69 for i in frame1)                          # coarser patches containing it are not "changed"
+def test_framediff_unseen_patches_come_before_changed_ones():
+    video = torch.zeros(1, 2, 3, 64, 64)
+    video[0, 1, :, 0:16, 0:16] = 1.0                             # finest (0, 0) changes, but it was gazed in frame 0
+    g = FrameDiffGaze.from_config(SMALL).generate(video, Budget(torch.tensor([[2, 2]]))).gazes
+    local = g.local_ids()[0].tolist()
+    assert local[0] == 4 and 4 not in local[2:]                  # frame 1 covers new ground instead
+
+
+def test_framediff_refreshes_what_changed_once_everything_was_seen():
+    video = torch.zeros(1, 3, 3, 64, 64)
+    video[0, 1:, :, 32:48, 16:32] = 1.0                          # finest row 2, col 1 changes in frame 1
+    g = FrameDiffGaze.from_config(SMALL).generate(video, Budget(torch.tensor([[16, 1, 1]]))).gazes
+    local = g.local_ids()[0].tolist()
+    assert sorted(local[:16]) == list(range(4, 20))              # frame 0: every finest patch
+    assert local[16] == 4 + 2 * 4 + 1                            # frame 1: the changed one
+    assert local[17] < 4                                         # frame 2: nothing stale; the oldest (a coarse patch never gazed)
+
+
+def test_framediff_compares_with_the_copy_it_last_gazed():
+    video = torch.zeros(1, 3, 3, 64, 64)
+    video[0, 1:, :, 0:16, 0:16] = 1.0                            # a large change at finest (0, 0)
+    video[0, 1:, :, 48:64, 48:64] = 0.5                          # a smaller one at finest (3, 3)
+    g = FrameDiffGaze.from_config(SMALL).generate(video, Budget(torch.tensor([[16, 1, 1]]))).gazes
+    local = g.local_ids()[0].tolist()
+    # frame 1 takes the larger change; frame 2 equals frame 1, yet (3, 3) still differs from what was
+    # gazed in frame 0, so it comes before the merely old patches
+    assert local[16:] == [4, 4 + 3 * 4 + 3]
 
 
 def test_full_takes_everything():

@@ -88,6 +88,12 @@ class Demo:
     def tokens_per_frame(self) -> int:
         return sum((int(s) // 16) ** 2 for s in self.scales.split("+"))
 
+    def world(self):
+        """The synthetic world (:class:`autogaze.datasets.synthetic.World`) these settings describe."""
+        from autogaze.datasets.synthetic import World  # the settings stay importable without the data stack
+
+        return World(pan_fraction=self.pan_fraction, radius=tuple(self.object_radius))
+
     @property
     def data(self) -> Path:
         """The train/ + val/ root the experiments read."""

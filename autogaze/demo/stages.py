@@ -21,11 +21,11 @@ GRPO_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_grpo"
 
 def stage_data(demo: Demo) -> None:
     """Synthetic clips with object masks (autogaze/datasets/synthetic.py), or the user's videos."""
-    from autogaze.datasets.synthetic import World, make_synthetic_dataset
+    from autogaze.datasets.synthetic import make_synthetic_dataset
 
     if demo.data_dir is None:
         make_synthetic_dataset(demo.data, demo.n_train, demo.n_val, demo.clip_len, demo.frame_size, demo.seed,
-                               World(pan_fraction=demo.pan_fraction, radius=tuple(demo.object_radius)),
+                               demo.world(),
                                workers=max(demo.procs, 1))
     elif demo.data != demo.data_dir:  # a plain folder of videos: cut it into the demo's clips
         from autogaze.datasets.clips import cut_into_clips

@@ -130,22 +130,27 @@ def coverage_scores(space: TokenSpace, finest_first: bool = False) -> Tensor:
 
 
 class FrameDiffGaze(BaselineGaze):
-    """Patches whose pixels changed since the previous frame; the rest of the budget on the patches
-    gazed least recently.
+    """Frame differencing as a video codec's conditional replenishment: gaze what has not been seen,
+    then what changed since it was last seen.
 
-    Frame 0 has no predecessor, so it takes a coverage order: finest scale first (an even stride
-    over its grid), then the coarser ones. In a later frame a finest-scale token is *changed* when
-    the mean absolute RGB difference inside its pixel square exceeds ``change_threshold`` (in
-    normalised units, far above mpeg4 noise); changed tokens come first, largest change first. The
-    remaining budget goes to the tokens gazed least recently (never gazed first), in coverage order:
-    with a static camera the background is then covered bit by bit, which a block-causal MAE can
-    reuse in every later frame.
+    Frame 0 takes a coverage order: finest scale first (an even stride over its grid), then the
+    coarser ones. In each later frame the budget goes, in this order, to
 
-    Why the finest scale: its patches carry the pixels themselves, a coarser patch only a
-    downsampled copy of a larger square, whose pooled difference is also a blurrier signal. On the
-    demo's static-camera clips, with the labels' 10:3 frame split, the grid's coarse-first order
-    with changes at every scale lost to random gazing at ratios 0.2 and 0.3 (seed 0: 0.911 / 0.842
-    against 0.869 / 0.816), this order won (0.862 / 0.794) (docs/results.md).
+    1. finest-scale tokens never gazed, in the coverage order: with a static camera the background is
+       then covered once, and a block-causal MAE can reuse it in every later frame;
+    2. finest-scale tokens whose pixels changed since the frame in which they were last gazed (mean
+       absolute RGB difference inside the token's square above ``change_threshold``, in normalised
+       units, far above mpeg4 noise), largest change first;
+    3. the tokens gazed least recently (coarser ones never gazed count as oldest).
+
+    Why against the last gazed copy and not the previous frame: what the MAE can reuse is what it
+    saw, and a patch that changed while the budget was spent elsewhere is stale until gazed again.
+    Why unseen patches first: a previous version ranked frame-to-frame changes first and spent a
+    later frame's whole budget on the moving objects at 1-3 gazes per frame; it lost to random gazing
+    on the demo's static-camera clips below ratio 0.3 (seed 0 at 0.2: 0.791 against 0.775), this
+    order beats random at every ratio (0.643) (docs/results.md, "Frame difference against the last
+    gazed copy"). Why the finest scale: its patches carry the pixels themselves, a coarser patch only
+    a downsampled copy of a larger square.
     """
 
     change_threshold: float = 0.1
@@ -155,36 +160,40 @@ class FrameDiffGaze(BaselineGaze):
         c = coverage_scores(self.token_space, finest_first=True).to(video.device)
         return (c - c.min()) / (c.max() - c.min() + 1.0)
 
-    def _change(self, video: Tensor) -> Tensor:
-        """video [B, T, 3, H, W] -> FloatTensor [B, T-1, P]: mean |frame t - frame t-1| per finest-scale
-        token, 0 for the coarser tokens."""
-        B, T = video.shape[:2]
-        diff = (video[:, 1:] - video[:, :-1]).abs().mean(2).flatten(0, 1)[:, None]  # [B*(T-1), 1, H, W]
-        side = self.token_space.grid_sides[-1]
-        finest = F.adaptive_avg_pool2d(diff, side).flatten(1).view(B, T - 1, -1)
-        coarse = finest.new_zeros(B, T - 1, self.token_space.offsets[-1])
-        return torch.cat([coarse, finest], -1)
+    def _finest_change(self, frame: Tensor, seen: Tensor) -> Tensor:
+        """frame, seen [B, 3, H, W] -> FloatTensor [B, P]: mean |frame - seen| per finest-scale token,
+        0 for the coarser tokens."""
+        diff = (frame - seen).abs().mean(1, keepdim=True)                    # [B, 1, H, W]
+        finest = F.adaptive_avg_pool2d(diff, self.token_space.grid_sides[-1]).flatten(1)
+        return torch.cat([finest.new_zeros(frame.shape[0], self.token_space.offsets[-1]), finest], -1)
 
     @torch.no_grad()
     def generate(self, video: Tensor, budget: Budget, *, generator: torch.Generator | None = None,
                  **_) -> GazeRollout:
-        B, T = video.shape[:2]
+        B, T, _, H, W = video.shape
         P = self.tokens_per_frame
+        side = self.token_space.grid_sides[-1]
         cover = self._coverage(video)                                          # [P]
-        change = self._change(video) if T > 1 else None                        # [B, T-1, P]
+        finest = torch.arange(P, device=video.device) >= self.token_space.offsets[-1]
         last = torch.full((B, P), -1.0, device=video.device)                   # frame each token was last gazed
+        seen = torch.zeros_like(video[:, 0])                                   # [B, 3, H, W] pixels as last gazed
         scores = []
         for t in range(T):
             if t == 0:
                 s = cover.expand(B, P).clone()
             else:
                 age = (t - last).clamp_max(T + 1) / (T + 2)                    # [B, P] in (0, 1); never gazed: max
-                c = change[:, t - 1]
-                s = torch.where(c > self.change_threshold, 2.0 + c, age + cover * 1e-3)
+                change = self._finest_change(video[:, t], seen)
+                unseen = finest & (last < 0)
+                stale = (last >= 0) & (change > self.change_threshold)
+                s = torch.where(unseen, 3.0 + cover, torch.where(stale, 2.0 + change, age + cover * 1e-3))
             scores.append(s)
             k = budget.max_gazes[:, t].clamp(1, P)                             # [B]
             picked = s.argsort(-1, descending=True).argsort(-1) < k[:, None]   # [B, P] top-k of each row
             last = torch.where(picked, float(t), last)
+            squares = picked[:, finest].float().view(B, 1, side, side)
+            squares = F.interpolate(squares, size=(H, W), mode="nearest").bool()  # [B, 1, H, W]
+            seen = torch.where(squares, video[:, t], seen)
         return self._rollout(torch.stack(scores, 1), budget)
 
 
