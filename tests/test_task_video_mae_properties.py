@@ -189,6 +189,7 @@ def test_incompatible_gaze_model_is_a_clear_error():
     ({"recon_sample_rate": 0}, "recon_sample_rate"),
     ({"recon_model": "facebook/vit-mae-gigantic"}, "recon_model"),
     ({"attn_mode": "flash"}, "attn_mode"),
+    ({"recon_model_config": {"weight_init": "kaiming"}}, "weight_init"),
 ])
 def test_bad_config_names_the_key(cfg, key):
     with pytest.raises(ConfigError, match=key):
@@ -201,3 +202,17 @@ def test_visualize_writes_png(tmp_path):
     path = task.visualize(video, gazes, out.reconstruction, out.frame_ids, tmp_path / "viz" / "grid.png")
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_xavier_start_keeps_the_encoder_gradient_alive():
+    """At 64 / 32 dims transformers' N(0, 0.02) start shrinks every Linear about sixfold, so the loss
+    barely reaches the encoder; ``weight_init=xavier`` (MAE's own start) does not."""
+    video, gazes = make_video(), make_gazes()
+    ratios = {}
+    for init in ("normal", "xavier"):
+        task = make_task(weight_init=init).set_trainable(True)
+        q = task.mae.vit.encoder.layer[0].attention.attention.query.weight
+        assert abs(q.std().item() - (0.02 if init == "normal" else (2 / (64 + 64)) ** 0.5)) < 0.01
+        task(video, gazes, frame_ids=[1, 3]).loss.mean().backward()
+        ratios[init] = (q.grad.norm() / task.mae.decoder.decoder_pred.weight.grad.norm()).item()
+    assert ratios["normal"] < 1e-3 < ratios["xavier"], ratios

@@ -203,3 +203,18 @@ def test_check_compatible_names_the_mismatch():
         task.check_compatible("32+64", 64)
     with pytest.raises(ConfigError, match="tokens per tube-frame"):
         task.check_compatible(64, 16)
+
+
+def test_xavier_start_keeps_the_encoder_gradient_alive():
+    """VideoMAE's own code starts Linear weights xavier-uniform; transformers' N(0, 0.02) at the tiny
+    preset's 64 / 32 dims leaves the encoder's gradient about 1e-6 of the head's."""
+    video, gazes = make_video(), make_gazes()
+    ratios = {}
+    for init in ("normal", "xavier"):
+        task = make_task(weight_init=init)
+        task(video, gazes).loss.mean().backward()
+        q = task.mae.videomae.encoder.layer[0].attention.attention.query.weight.grad
+        ratios[init] = (q.norm() / task.mae.decoder.head.weight.grad.norm()).item()
+    assert ratios["normal"] < 1e-4 < ratios["xavier"], ratios
+    with pytest.raises(ConfigError, match="weight_init"):
+        TubeVideoMAE.from_config({"preset": "tiny", "weight_init": "zeros"})

@@ -12,6 +12,11 @@ Keys (all optional; ``preset`` fills the rest, any other key overrides it):
   ``intermediate_size``, ``decoder_hidden_size``, ``decoder_num_hidden_layers``,
   ``decoder_num_attention_heads``, ``decoder_intermediate_size``.
 * ``norm_pix_loss``     True (VideoMAE's default): per-tubelet, per-channel normalised targets.
+* ``weight_init``       ``xavier`` (default; VideoMAE's and MAE's own code: xavier-uniform Linear weights)
+                        or ``normal`` (transformers' VideoMAE: N(0, 0.02) for every Linear and the Conv3d).
+                        Only a model trained from scratch sees it; loaded weights replace it. At the tiny
+                        preset's widths N(0, 0.02) shrinks every Linear's output about sixfold, so the
+                        encoder's gradients start 1e4-1e6 below the head's and it never learns.
 * ``pixel_mean``, ``pixel_std``, ``pixel_rescale``, ``pixel_offset``  the input normalisation the
                         target undoes; defaults are the dataset's task transform
                         (``x = (p / 127.5 - 1 - mean) / std``).
@@ -40,7 +45,8 @@ PRESETS: dict[str, dict[str, int]] = {
                  decoder_num_hidden_layers=4, decoder_num_attention_heads=6, decoder_intermediate_size=1536),
 }
 INT_KEYS = tuple(PRESETS["tiny"])
-_KEYS = ("_target_", "preset", "scales", "norm_pix_loss", "pixel_mean", "pixel_std", "pixel_rescale",
+WEIGHT_INITS = ("xavier", "normal")
+_KEYS = ("_target_", "preset", "scales", "norm_pix_loss", "weight_init", "pixel_mean", "pixel_std", "pixel_rescale",
          "pixel_offset", *(k for k in INT_KEYS if k != "image_size"))
 
 
@@ -65,6 +71,7 @@ class TubeMAEConfig:
     pixel_std: tuple[float, ...] = IMAGENET_STD
     pixel_rescale: float = 1 / 127.5
     pixel_offset: bool = True
+    weight_init: str = "xavier"           # WEIGHT_INITS: how a model built from scratch starts
     preset: str = "tiny"
 
     @property
@@ -127,7 +134,8 @@ def parse_task_config(cfg: Any) -> TubeMAEConfig:
                       pixel_mean=_triple("task.pixel_mean", cfg.get("pixel_mean", IMAGENET_MEAN)),
                       pixel_std=_triple("task.pixel_std", cfg.get("pixel_std", IMAGENET_STD)),
                       pixel_rescale=float(rescale),
-                      pixel_offset=cfg.get("pixel_offset", True))
+                      pixel_offset=cfg.get("pixel_offset", True),
+                      weight_init=check_choice("task.weight_init", cfg.get("weight_init", "xavier"), list(WEIGHT_INITS)))
     _check(c)
     return c
 

@@ -16,7 +16,7 @@ slots, possibly padded:
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import VideoMAEConfig, VideoMAEForPreTraining
 
 from autogaze.types import Gazes
@@ -25,8 +25,19 @@ from autogaze.types import Gazes
 class TubeMAE(VideoMAEForPreTraining):
     """VideoMAE encoder over gazed tubelets, decoder over the full clip grid."""
 
-    def __init__(self, config: VideoMAEConfig):
+    def __init__(self, config: VideoMAEConfig, weight_init: str = "xavier"):
+        """weight_init: ``normal`` keeps transformers' N(0, initializer_range) start; ``xavier`` (the
+        default) re-initialises every Linear weight xavier-uniform, as VideoMAE's and MAE's own code
+        do. transformers' std 0.02 suits ViT-B's 768 dims; at 64 dims each Linear then shrinks its
+        input about sixfold and the encoder's gradients vanish (docs/results.md). Loaded weights
+        replace either start."""
         super().__init__(config)
+        if weight_init == "xavier":
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.xavier_uniform_(module.weight)
+        elif weight_init != "normal":
+            raise ValueError(f"weight_init must be 'xavier' or 'normal', got {weight_init!r}")
         # HF keeps both sin-cos tables as plain tensor attributes (re-copied to the device every
         # forward); buffers follow ``.to`` instead. Non-persistent: they are fixed, not weights.
         self.register_buffer("encoder_pos", self.videomae.embeddings.position_embeddings.clone(), persistent=False)

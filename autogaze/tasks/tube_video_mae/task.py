@@ -55,7 +55,7 @@ class TubeVideoMAE(TaskBase):
         elif task_keys:
             raise TypeError(f"give a TubeMAEConfig or task keys, not both (got {sorted(task_keys)})")
         self.config = config
-        self.mae = TubeMAE(config.to_videomae())
+        self.mae = TubeMAE(config.to_videomae(), weight_init=config.weight_init)
         self.pixel_norm = PixelNormalization(config.pixel_mean, config.pixel_std, config.pixel_rescale, config.pixel_offset)
         self.trainable = False
         self.set_trainable(False)

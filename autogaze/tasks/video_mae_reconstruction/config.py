@@ -15,6 +15,11 @@ Task group keys (``autogaze/configs/task/video_mae_reconstruction.yaml``):
 * ``recon_model_config.{scale_embed, time_embed, max_num_frames, causal}``  the multi-scale / video additions.
 * ``recon_model_config.{loss_type, loss_weights}``  e.g. ``l1+dinov2_reg+siglip2`` / ``1+0.3+0.3``.
 * ``recon_model_config.{l1,dinov2_reg,siglip2}_loss_config``: ``model`` = preset or local path.
+* ours: ``recon_model_config.weight_init``  how a model trained from scratch starts: ``normal``
+  (default; transformers' ViT-MAE, as upstream: N(0, 0.02) for every Linear) or ``xavier``
+  (xavier-uniform Linear weights, as MAE's own code). Loaded weights replace either. At the tiny
+  preset's widths N(0, 0.02) shrinks each Linear's output about sixfold and the encoder's gradients
+  start far below the head's: the MAE sits long on a blurry plateau (TRAINING.md).
 * ours: ``recon_model_config.<arch key>`` for any key of ``ARCH_KEYS`` overrides the preset
   (e.g. ``hidden_size=64`` for a cheap CPU run). ``null`` means "keep the preset".
 """
@@ -62,7 +67,8 @@ LOSS_TYPES = ("l1", "dinov2_reg", "siglip2")
 ATTN_MODES = ("sdpa", "eager", "flash_attention_2")
 _RECON_MODEL_CONFIG_KEYS = ("scale_embed", "max_num_frames", "time_embed", "causal", "loss_type",
                             "loss_weights", "l1_loss_config", "dinov2_reg_loss_config",
-                            "siglip2_loss_config", *ARCH_KEYS)
+                            "siglip2_loss_config", "weight_init", *ARCH_KEYS)
+WEIGHT_INITS = ("normal", "xavier")
 _TOP_KEYS = ("_target_", "recon_model", "recon_sample_rate", "attn_mode", "recon_model_config", "scales")
 DEFAULT_FEATURE_MODELS = {"dinov2_reg": "facebook/dinov2-with-registers-base",
                           "siglip2": "google/siglip2-base-patch16-224"}
@@ -76,11 +82,13 @@ class MultiScaleViTMAEConfig(ViTMAEConfig):
     time_embed:     learned (max_num_frames, D) table added per frame (encoder and decoder).
     max_num_frames: rows of the time tables (256 in the released weights).
     causal:         block-causal attention over frames; False = full attention.
+    weight_init:    ``normal`` (transformers' start) or ``xavier`` (xavier-uniform Linear weights).
     """
 
     def __init__(self, scales=(224,), scale_embed: bool = True, time_embed: bool = True,
-                 max_num_frames: int = 256, causal: bool = True, **kwargs):
+                 max_num_frames: int = 256, causal: bool = True, weight_init: str = "normal", **kwargs):
         super().__init__(**kwargs)
+        self.weight_init = check_choice("weight_init", weight_init, WEIGHT_INITS)
         self.scales = sorted(int(s) for s in scales)
         self.scale_embed, self.time_embed = bool(scale_embed), bool(time_embed)
         self.max_num_frames, self.causal = int(max_num_frames), bool(causal)
@@ -114,6 +122,7 @@ class TaskConfig:
     causal: bool = True
     losses: list[LossSpec] = field(default_factory=lambda: [LossSpec("l1", 1.0)])
     arch_overrides: dict[str, int] = field(default_factory=dict)
+    weight_init: str = "normal"
 
 
 def _as_dict(value: Any) -> dict:
@@ -171,6 +180,7 @@ def parse_task_config(cfg: Any) -> TaskConfig:
         causal=bool(rmc.get("causal", True)),
         losses=losses,
         arch_overrides=arch,
+        weight_init=check_choice("task.recon_model_config.weight_init", rmc.get("weight_init", "normal"), WEIGHT_INITS),
     )
 
 
@@ -181,7 +191,7 @@ def build_mae_config(tc: TaskConfig) -> tuple[MultiScaleViTMAEConfig, str | None
     otherwise the name must be a preset. Task keys (scales, embeds, frames) and arch overrides win.
     """
     extra = dict(scales=tc.scales, scale_embed=tc.scale_embed, time_embed=tc.time_embed,
-                 max_num_frames=tc.max_num_frames, causal=tc.causal)
+                 max_num_frames=tc.max_num_frames, causal=tc.causal, weight_init=tc.weight_init)
     src = tc.recon_model
     weights_dir = None
     if os.path.exists(src):

@@ -55,6 +55,8 @@ class MultiScaleViTMAE(ViTMAEPreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
+        if isinstance(module, nn.Linear) and self.config.weight_init == "xavier":
+            nn.init.xavier_uniform_(module.weight)
         if isinstance(module, MultiScaleViTMAEDecoder):
             # HF zeroes decoder_pos_embed here (stock weights overwrite it); a fresh model needs the
             # fixed sin-cos table instead, so re-run the decoder's own initialisation.
