@@ -296,7 +296,9 @@ def test_token_algorithms_two_ranks_equal_one_with_accumulation(ddp, tmp_path, k
     for k in ("actor.bias", "head.bias"):
         ddp_gaze.pop(k, None), single_gaze.pop(k, None)
     _assert_params_close(ddp_gaze, single_gaze, atol=1e-5)
-    _assert_params_close(r0["task"], _task_params(single), atol=1e-6)
+    # The MAE (xavier start, so its encoder gets real gradients) has such elements too: up to 3e-6 seen at
+    # its lr 1e-3, so the same 1e-5 (1% of that lr).
+    _assert_params_close(r0["task"], _task_params(single), atol=1e-5)
     assert [k for k in init if not torch.equal(init[k], r0["params"][k])]           # the sampler moved
     assert [k for k in init_task if not torch.equal(init_task[k], r0["task"][k])]   # and the MAE
     for m_ddp, m_single in zip(r0["metrics"], metrics):
