@@ -176,9 +176,12 @@ def extra_evaluations(run: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="finished demo roots, one per seed")
+    p.add_argument("--no-extra", action="store_true",
+                   help="only what the demo wrote: skip the static-camera and 10:3 evaluations (their tables show n/a)")
     a = p.parse_args()
     for run in a.runs:
-        extra_evaluations(run)
+        if not a.no_extra:
+            extra_evaluations(run)
     n = len(a.runs)
     lines = [f"Mean ± std over {n} seed(s): {', '.join(str(r) for r in a.runs)}.", "",
              "### The MAE's reward range (64 synthetic val clips)", *reward_range_table(a.runs), "",

@@ -23,7 +23,7 @@ overrides listed in ``ntp_overrides`` and ``grpo_overrides``. ``make demo`` firs
 real videos for stage 9 (scripts/get_real_videos.sh); without them that stage is skipped.
 
 ``--preset large`` keeps the demo's geometry with 6144 labelled clips and a gaze model 128 wide with
-3 layers (NTP 4000 steps at lr 1e-3, GRPO at lr 3e-4). ``--preset proof`` runs the same stages at 16 frames of 128 px with scales 32+64+128 (84 patches per
+3 layers (NTP 4000 steps at lr 1e-3, GRPO at lr 3e-4; about 35 minutes on 2 cores). ``--preset proof`` runs the same stages at 16 frames of 128 px with scales 32+64+128 (84 patches per
 frame), 2048 labelled clips and a wider MAE decoder (``PRESETS`` in settings.py); with that decoder it
 needs about two hours on 2 cores, the labeller most of it (TRAINING.md).
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="processes for the labeller shards and the two GRPO runs (default 2: both cores)")
     p.add_argument("--preset", default="demo", choices=sorted(PRESETS),
                    help="sizes: demo (default, about 13 minutes: 8 frames of 64 px, 20 patches per frame), "
-                        "large (the demo's geometry, 6144 clips and a 128-wide gaze model; not yet timed) or "
+                        "large (about 35 minutes: the demo's geometry, 6144 clips and a 128-wide gaze model) or "
                         "proof (about 2 hours: 16 frames of 128 px, scales 32+64+128, 84 patches per frame)")
     p.add_argument("--only", nargs="*", help="run only these stages: " + " ".join(s.name for s in STAGES))
     p.add_argument("--data-root", type=Path, help="train/ and val/ folders of .mp4s, or any folder of videos")
