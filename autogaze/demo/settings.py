@@ -143,7 +143,8 @@ PROOF_MAE_DECODER = ("task.recon_model_config.decoder_hidden_size=64",
 # "large" keeps the demo's geometry with a gaze model 128 wide with 3 layers (~0.6M parameters): it needs
 # twice the labelled clips to generalise, trains NTP twice as long at half the lr, and GRPO at lr 3e-4
 # (1e-3 raised its loss). Paired on the demo's 3 seeds with their MAEs, NTP+RL needed 2.03 +- 0.01x
-# fewer patches than random (docs/results.md, "Where NTP stops short of its labels").
+# fewer patches than random; end to end, with MAEs of its own, 1.91 +- 0.05x (about 35 minutes per seed
+# on 2 cores; docs/results.md, "--preset large end to end").
 PRESETS: dict[str, dict[str, object]] = {
     "demo": {},
     "large": dict(n_train=6144, gaze_width=128, gaze_layers=3, ntp_steps=4000, ntp_lr=1e-3, grpo_lr=3e-4),
