@@ -88,10 +88,10 @@ def main() -> None:
         models += [f"{args.name}_rl={root / 'exps' / 'demo_grpo'}", f"source_rl={src.exps / 'demo_grpo'}"]
     config = root / "exps" / "demo_mae" / "config.yaml"
     splits = [("val", demo.data)] + ([("real", src.real_clips)] if args.grpo and (src.real_clips / "val").is_dir() else [])
+    ratios = sorted({*(src.curve_ratios if args.grpo else RATIOS), src.eval_ratio})
     out = {}
     for name, data in splits:
         kw = dict(data_root=str(data), split="val", seed=src.seed)
-        ratios = sorted({*(src.curve_ratios if args.grpo else RATIOS), src.eval_ratio})
         rows, _ = evaluate_models(models + ["random"], config, ratios=ratios, **kw)
         # random's loss at eval_ratio, as in the demo's summary, read off the same curves
         threshold = round(next(r["loss"] for r in rows if r["model"] == "random" and r["ratio"] == src.eval_ratio), 4)

@@ -27,11 +27,12 @@ from autogaze.evaluation import report  # noqa: E402
 def tables(run: Path) -> dict[str, dict]:
     """exps/<sub> -> the evaluate_models arguments that table was made with."""
     demo = load_settings(run / "exps" / "demo_settings.json")
+    static = str(static_clips(run))
     return {"demo_curves": dict(data_root=str(demo.data), seed=demo.seed),
             "demo_real": dict(data_root=str(demo.real_clips), seed=demo.seed),
-            "demo_static": dict(data_root=str(static_clips(run))),
+            "demo_static": dict(data_root=static),
             "demo_split": dict(data_root=None, frame_weights=SPLIT),
-            "demo_static_split": dict(data_root=str(static_clips(run)), frame_weights=SPLIT)}
+            "demo_static_split": dict(data_root=static, frame_weights=SPLIT)}
 
 
 def refresh(run: Path, model: str) -> None:

@@ -16,7 +16,7 @@ Keys (all optional; ``preset`` fills the rest, any other key overrides it):
                         or ``normal`` (transformers' VideoMAE: N(0, 0.02) for every Linear and the Conv3d).
                         Only a model trained from scratch sees it; loaded weights replace it. At the tiny
                         preset's widths N(0, 0.02) shrinks every Linear's output about sixfold, so the
-                        encoder's gradients start 1e4-1e6 below the head's and it never learns.
+                        encoder's gradients start 1e4-1e6 below the head's.
 * ``pixel_mean``, ``pixel_std``, ``pixel_rescale``, ``pixel_offset``  the input normalisation the
                         target undoes; defaults are the dataset's task transform
                         (``x = (p / 127.5 - 1 - mean) / std``).
