@@ -60,7 +60,7 @@ def test_the_decoder_step_size_reaches_both_stages(tmp_path):
 
 def test_a_root_refuses_a_run_with_other_sizes(tmp_path):
     claim_root(preset("demo", root=tmp_path))
-    claim_root(preset("demo", root=tmp_path, procs=1))  # processes may differ between runs
+    claim_root(preset("demo", root=tmp_path, procs=1, threads=2))  # processes and threads may differ between runs
     assert load_settings(tmp_path / "exps" / "demo_settings.json").preset == "demo"
     with pytest.raises(ValueError, match=r"clip_len: 8 -> 16.*Use another --root"):
         claim_root(preset("proof", root=tmp_path))
@@ -90,3 +90,33 @@ def test_gaze_model_size_and_ntp_lr_reach_both_stages(tmp_path):
     for exp in (ntp, parse_config(compose(GRPO_CONFIG, grpo_overrides(demo, None)), GRPO_CONFIG)):
         decoder = build_gaze_model(exp).config.gaze_model_config["gaze_decoder_config"]
         assert (decoder["hidden_size"], decoder["num_hidden_layers"]) == (32, 3)
+
+
+def test_proof_labels_with_stochastic_greedy_and_threads_follow_the_preset(tmp_path):
+    from autogaze.demo.stages import label_args
+    from autogaze.labeling.cli import parse_args
+
+    proof = preset("proof", root=tmp_path)
+    assert parse_args(label_args(proof, "train", tmp_path / "l.json", 0)).candidate_sample == 16
+    assert parse_args(label_args(Demo(root=tmp_path), "train", tmp_path / "l.json", 0)).candidate_sample == 0
+    assert (proof.threads, preset("demo").threads, preset("proof", threads=1).threads) == (2, 1, 1)
+
+
+def test_a_process_beside_another_uses_one_thread():
+    import subprocess
+    import sys
+
+    import torch
+
+    from autogaze.demo.stages import beside
+
+    before = torch.get_num_threads()
+    with beside(None):
+        assert torch.get_num_threads() == before
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        with beside(child):
+            assert torch.get_num_threads() == 1
+    finally:
+        child.wait()
+    assert torch.get_num_threads() == before

@@ -148,3 +148,20 @@ def test_manifest_written_by_concurrent_shards(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ConfigError, match="other settings"):
         check_manifest(tmp_path, {"seed": 1})
+
+
+def test_candidate_sample_labels_same_budgets_and_is_part_of_the_settings(tmp_path):
+    """--candidate-sample keeps each clip's budgets (its draws use their own stream), is reproducible,
+    and a restart with another value is refused, since its labels differ."""
+    label(tmp_path / "a.json")
+    exact = json.loads((tmp_path / "a.json").read_text())
+    label(tmp_path / "b.json", "--candidate-sample", "4")
+    sampled = json.loads((tmp_path / "b.json").read_text())
+    assert {k: [len(f) for f in e["gazing_pos"]] for k, e in sampled.items()} \
+        == {k: [len(f) for f in e["gazing_pos"]] for k, e in exact.items()}
+    label(tmp_path / "c.json", "--candidate-sample", "4")
+    assert json.loads((tmp_path / "c.json").read_text()) == sampled
+    with pytest.raises(ConfigError, match="other settings"):
+        label(tmp_path / "b.json", "--candidate-sample", "5")
+    with pytest.raises(ConfigError, match="--candidate-sample"):
+        label(tmp_path / "d.json", "--candidate-sample", "-1")

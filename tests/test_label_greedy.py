@@ -157,3 +157,39 @@ def test_clip_budget_first_frame_gets_more_on_average():
 def test_fixed_uniform_budget_is_exact():
     b = LabelBudget(ratio_strategy="fixed", ratio=0.25, frame_strategy="uniform").validate()
     assert sample_clip_budget(b, 4, 20, clip_generator(0, "k")) == [5, 5, 5, 5]
+
+
+def test_stochastic_greedy_picks_the_best_of_its_sample():
+    """With candidate_sample M, each step's pick is the brute-force argmin over the M patches drawn from
+    the generator (in the order greedy_frame draws them), and its loss is recorded exactly."""
+    task, clip = make_task(), video(T=1)
+    P, M = task.tokens_per_frame, 5
+    labels = label_clip(task, clip, [3], candidate_sample=M, generator=torch.Generator().manual_seed(7))
+    replay = torch.Generator().manual_seed(7)
+    picked: list[int] = []
+    for j, (gid, loss) in enumerate(zip(labels.gazing_pos[0], labels.task_losses[0])):
+        free = torch.tensor([c for c in range(P) if c not in picked])
+        sample = free[torch.randperm(free.numel(), generator=replay)[:M].sort().values].tolist()
+        brute = {c: task_loss(task, clip, picked + [c], [j + 1], 0) for c in sample}
+        best = min(brute, key=brute.get)
+        assert gid == best, (j, gid, best, brute)
+        assert loss == pytest.approx(brute[best], rel=1e-5, abs=1e-6)
+        picked.append(best)
+
+
+def test_stochastic_greedy_with_every_patch_is_exact_and_cheaper_when_sampled():
+    """M >= P is the exact search; M < P scores M rows per step (one forward each at batch >= M),
+    reproducibly from the generator; M = 1 is a random pick per step, which loses to the search."""
+    task, clip = make_task(), video(T=2)
+    exact = label_clip(task, clip, [3, 2])
+    assert label_clip(task, clip, [3, 2], candidate_sample=task.tokens_per_frame).gazing_pos == exact.gazing_pos
+    calls = []
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    sampled = label_clip(task, clip, [3, 2], candidate_batch=4, candidate_sample=8, generator=g(),
+                         on_forward=lambda: calls.append(1))
+    assert len(calls) == 5 * 2  # 8 rows in chunks of 4, five steps
+    assert label_clip(task, clip, [3, 2], candidate_batch=4, candidate_sample=8, generator=g()).gazing_pos \
+        == sampled.gazing_pos
+    random_pick = label_clip(task, clip, [3, 2], candidate_sample=1, generator=g())
+    assert sum(f[-1] for f in exact.task_losses) < sum(f[-1] for f in random_pick.task_losses)
+    assert [len(f) for f in sampled.gazing_pos] == [3, 2]

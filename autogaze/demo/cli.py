@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=".", help="folder that gets data/ and exps/")
     p.add_argument("--seed", type=int, default=0, help="data, budgets, initialisation and sampling")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (1 is fastest here)")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads of this process while it runs a stage alone (default: the preset's, "
+                        "1 for demo and large, 2 for proof); label shards and second processes use 1")
     p.add_argument("--procs", type=int, default=Demo.procs,
                    help="processes for the labeller shards and the two GRPO runs (default 2: both cores)")
     p.add_argument("--preset", default="demo", choices=sorted(PRESETS),
@@ -37,14 +40,16 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
     tune_cpu()
-    if args.from_settings:
-        demo = load_settings(args.from_settings)
+    if args.from_settings:  # a second process beside its parent: one core each
+        demo = dataclasses.replace(load_settings(args.from_settings), threads=1)
     else:
+        given = {"threads": args.threads} if args.threads else {}
         demo = preset(args.preset, root=Path(args.root), seed=args.seed, procs=args.procs,
-                      extra_overrides=list(args.overrides), data_dir=args.data_root, real_videos=args.real_videos)
+                      extra_overrides=list(args.overrides), data_dir=args.data_root, real_videos=args.real_videos,
+                      **given)
         claim_root(demo)
+    torch.set_num_threads(demo.threads)
     t0 = time.perf_counter()
     timings = run_demo(demo, args.only)
     if (demo.exps / "demo_summary.txt").exists() and not args.from_settings:

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,20 @@ from autogaze.demo.settings import Demo, settings_argv
 log = logging.getLogger("autogaze.demo")
 NTP_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_ntp"
 GRPO_CONFIG = "video_folder_video_mae_reconstruction_ar_gaze_grpo"
+
+
+@contextmanager
+def beside(child: subprocess.Popen | None):
+    """While ``child`` runs beside this process, this one uses one torch thread: one core each."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if child is not None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def stage_data(demo: Demo) -> None:
@@ -111,7 +126,8 @@ def stage_grpo(demo: Demo) -> None:
     child = None
     if demo.procs >= 2 and not (demo.exps / "demo_rl_only" / "demo_done").exists():
         child = subprocess.Popen([sys.executable, "-m", "autogaze.demo", *settings_argv(demo), "--only", "rl_only"])
-    train(demo, GRPO_CONFIG, "demo_grpo", grpo_overrides(demo, demo.exps / "demo_ntp" / "checkpoint_latest_gaze"))
+    with beside(child):
+        train(demo, GRPO_CONFIG, "demo_grpo", grpo_overrides(demo, demo.exps / "demo_ntp" / "checkpoint_latest_gaze"))
     if child is not None and child.wait():
         raise RuntimeError(f"the RL-only process failed (exit code {child.returncode})")
 
@@ -137,7 +153,8 @@ def stage_curves(demo: Demo) -> None:
     child = None
     if demo.procs >= 2 and pending:
         child = subprocess.Popen([sys.executable, "-m", "autogaze.demo", *settings_argv(demo), "--only", *pending])
-    _curves(demo)
+    with beside(child):
+        _curves(demo)
     if child is not None and child.wait():
         raise RuntimeError(f"the {' and '.join(pending)} process failed (exit code {child.returncode})")
 

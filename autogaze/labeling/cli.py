@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-candidates", type=int, default=0,
                    help="also record each greedy step's N best candidates and their losses (soft NTP targets, "
                         "algorithm.soft_label_temperature); 0 = upstream's format")
+    p.add_argument("--candidate-sample", type=int, default=0,
+                   help="score only this many random remaining patches per greedy step (stochastic greedy, about "
+                        "M / P of the cost; drawn per clip from --seed); 0 = every patch, the exact greedy search")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's); 1 is fastest for tiny MAEs")
@@ -142,6 +145,8 @@ def settings_fingerprint(args, task_cfg: dict, dataset_cfg: dict, budget: LabelB
            "roots": dataset_cfg.get("root")}
     if args.top_candidates:  # only when on, so part files written before the option still resume
         out["top_candidates"] = args.top_candidates
+    if args.candidate_sample:  # likewise
+        out["candidate_sample"] = args.candidate_sample
     return out
 
 
@@ -158,6 +163,9 @@ def run(args: argparse.Namespace) -> dict:
                          args.frame_strategy, args.alpha).validate()
     if args.top_candidates < 0:
         raise ConfigError("--top-candidates", args.top_candidates, "must be >= 0", "use 0 (off) or e.g. 8")
+    if args.candidate_sample < 0:
+        raise ConfigError("--candidate-sample", args.candidate_sample, "must be >= 0",
+                          "use 0 (every patch, exact greedy) or e.g. 24")
     if args.threads:
         torch.set_num_threads(args.threads)
     task_cfg, dataset_cfg = group_configs(args)
@@ -200,7 +208,9 @@ def _label_one(task, dataset, i: int, key: str, args, budget: LabelBudget, devic
         return None
     video = batch.video_for_task[0].to(device)  # [T, 3, S, S]
     budgets = sample_clip_budget(budget, video.shape[0], task.tokens_per_frame, clip_generator(args.seed, key))
-    return label_clip(task, video, budgets, args.candidate_batch, args.precision, top_candidates=args.top_candidates)
+    # the candidate draws get their own stream, so budgets stay those of the exact search
+    return label_clip(task, video, budgets, args.candidate_batch, args.precision, top_candidates=args.top_candidates,
+                      candidate_sample=args.candidate_sample, generator=clip_generator(args.seed, f"{key}|candidates"))
 
 
 def _merge_when_complete(directory: Path, keys: list[str], out: str, clip_len: int, tokens_per_frame: int) -> int:

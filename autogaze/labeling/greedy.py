@@ -180,20 +180,31 @@ class FramePicks:
     top_losses: list[list[float]]
 
 
-def greedy_frame(scorer: FrameScorer, budget: int, candidate_batch: int, top_candidates: int = 0) -> FramePicks:
+def greedy_frame(scorer: FrameScorer, budget: int, candidate_batch: int, top_candidates: int = 0,
+                 candidate_sample: int = 0, generator: torch.Generator | None = None) -> FramePicks:
     """Greedy picks for frame ``scorer.t``: ``budget`` frame-local ids and the loss after each.
 
     One Python iteration per *gaze*, never per candidate: the C = P - j remaining patches of step j
     go through the MAE in chunks of ``candidate_batch`` rows. Ties go to the lowest id (argmin; the
     stable sort keeps that order among the ``top_candidates`` too).
+
+    ``candidate_sample`` M > 0 is stochastic greedy (Mirzasoleiman et al., "Lazier Than Lazy Greedy",
+    AAAI 2015): each step scores only M of the remaining patches, drawn without replacement from
+    ``generator`` (CPU), and picks the best of those. With M = (P / k) ln(1 / eps) for k picks it keeps
+    a (1 - 1/e - eps) guarantee where the loss reduction is submodular, at about M / P of the cost.
     """
     P = scorer.P
     device = scorer.device
+    if candidate_sample > 0 and generator is None:
+        generator = torch.Generator().manual_seed(0)
     is_free = torch.ones(P, dtype=torch.bool, device=device)
     out = FramePicks([], [], [], [])
     for _ in range(min(budget, P)):
         base = torch.tensor(out.ids, dtype=torch.long, device=device)
         candidates = is_free.nonzero()[:, 0]  # [C] ascending
+        if 0 < candidate_sample < candidates.numel():
+            keep = torch.randperm(candidates.numel(), generator=generator)[:candidate_sample]
+            candidates = candidates[keep.sort().values.to(device)]  # [M] ascending: ties still go low
         scores = torch.cat([scorer.losses(base, chunk) for chunk in candidates.split(candidate_batch)])
         best = int(scores.argmin())
         out.ids.append(int(candidates[best]))
@@ -207,14 +218,17 @@ def greedy_frame(scorer: FrameScorer, budget: int, candidate_batch: int, top_can
 
 
 def label_clip(task, video: Tensor, budgets: list[int], candidate_batch: int = 64,
-               precision: str = "fp32", on_forward=None, top_candidates: int = 0) -> ClipLabels:
+               precision: str = "fp32", on_forward=None, top_candidates: int = 0,
+               candidate_sample: int = 0, generator: torch.Generator | None = None) -> ClipLabels:
     """Greedy labels of one clip.
 
     task: any frozen Task (VideoMAEReconstruction uses the prefix cache); video [T, 3, S, S] (task-normalised,
     on the task's device);
     budgets: T per-frame gaze counts (each >= 1). ``on_forward``, if given, is called once per MAE
     forward (tests count forwards with it). ``top_candidates`` M > 0 also records each step's M
-    best candidates (``ClipLabels.candidate_pos``); the picks are the same.
+    best candidates (``ClipLabels.candidate_pos``); the picks are the same. ``candidate_sample`` > 0
+    scores only that many random remaining patches per step (stochastic greedy, ``greedy_frame``),
+    drawn from ``generator``; the recorded losses are still the exact losses of the picks.
     """
     T, P = video.shape[0], task.tokens_per_frame
     if len(budgets) != T:
@@ -225,7 +239,7 @@ def label_clip(task, video: Tensor, budgets: list[int], candidate_batch: int = 6
         scorer = cache.scorer(t)
         if on_forward is not None:
             scorer.losses = _counted(scorer.losses, on_forward)
-        picks = greedy_frame(scorer, int(budgets[t]), candidate_batch, top_candidates)
+        picks = greedy_frame(scorer, int(budgets[t]), candidate_batch, top_candidates, candidate_sample, generator)
         cache.add_frame(t, picks.ids)
         labels.gazing_pos.append([t * P + i for i in picks.ids])
         labels.task_losses.append(picks.losses)
