@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from autogaze.datasets.labels import label_key
-from autogaze.labeling.budgets import LabelBudget, clip_generator, sample_clip_budget
+from autogaze.labeling.budgets import LabelBudget, candidate_generator, clip_generator, sample_clip_budget
 from autogaze.labeling.cli import build_split, build_task, group_configs, parse_args
 from autogaze.labeling.greedy import label_clip
 
@@ -46,10 +46,10 @@ def main() -> None:
         for m in samples:
             t0 = time.perf_counter()
             labels = label_clip(task, video, budgets, candidate_sample=m,
-                                generator=clip_generator(a.seed, f"{key}|candidates"))
+                                generator=candidate_generator(a.seed, key))
             seconds[m] += time.perf_counter() - t0
             losses[m] += [frame[-1] for frame in labels.task_losses]
-    print(f"{a.clips} clips of {a.root}, {sum(len(v) for v in [losses[samples[0]]])} frames")
+    print(f"{a.clips} clips of {a.root}, {len(losses[samples[0]])} frames")
     print("| candidates per step | seconds per clip | mean loss after the last pick |")
     print("|---|---|---|")
     for m in samples:

@@ -82,6 +82,12 @@ def clip_generator(seed: int, key: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
 
 
+def candidate_generator(seed: int, key: str) -> torch.Generator:
+    """The stream of a clip's stochastic-greedy candidate draws: apart from its budgets' stream, so
+    sampling candidates leaves the clip's budgets those of the exact search."""
+    return clip_generator(seed, f"{key}|candidates")
+
+
 def sample_clip_budget(budget: LabelBudget, num_frames: int, tokens_per_frame: int,
                        generator: torch.Generator) -> list[int]:
     """Per-frame gaze counts [T] for one clip: ``max(int(ratio_t * P), 1)``, at most P each."""

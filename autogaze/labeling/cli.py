@@ -33,7 +33,7 @@ from autogaze.build import resolve_target
 from autogaze.config import CONFIG_DIR
 from autogaze.datasets.labels import label_key, validate_entry, write_labels
 from autogaze.labeling import shards
-from autogaze.labeling.budgets import LabelBudget, clip_generator, sample_clip_budget
+from autogaze.labeling.budgets import LabelBudget, candidate_generator, clip_generator, sample_clip_budget
 from autogaze.labeling.greedy import frozen, label_clip
 from autogaze.utils.parsing import ConfigError
 from autogaze.utils.runtime import tune_cpu
@@ -208,9 +208,8 @@ def _label_one(task, dataset, i: int, key: str, args, budget: LabelBudget, devic
         return None
     video = batch.video_for_task[0].to(device)  # [T, 3, S, S]
     budgets = sample_clip_budget(budget, video.shape[0], task.tokens_per_frame, clip_generator(args.seed, key))
-    # the candidate draws get their own stream, so budgets stay those of the exact search
     return label_clip(task, video, budgets, args.candidate_batch, args.precision, top_candidates=args.top_candidates,
-                      candidate_sample=args.candidate_sample, generator=clip_generator(args.seed, f"{key}|candidates"))
+                      candidate_sample=args.candidate_sample, generator=candidate_generator(args.seed, key))
 
 
 def _merge_when_complete(directory: Path, keys: list[str], out: str, clip_len: int, tokens_per_frame: int) -> int:
